@@ -84,7 +84,9 @@ class Manifest:
         try:
             return np.load(path).astype(np.float32)
         except (OSError, ValueError) as e:
-            raise ManifestError(f"{self.path} names mean image {path}, which can't be read: {e}")
+            raise ManifestError(
+                f"{self.path} names mean image {path}, which can't be read: {e}"
+            ) from e
 
     def channel_mean(self) -> np.ndarray | None:
         value = self.statistics.get("channel_mean")

@@ -149,11 +149,16 @@ def build_alexnet(
     x = {t: pool("pool5", t)(conv("conv5", t, 128, 3)(x[t])) for t in TOWERS}
     # fc6 sees all of pool5, flattened in (height, width, channel) order with tower a's
     # channels first, the row order of the widely shared bvlc_alexnet.npy.
-    flat = {t: PlacedFlatten(device=placement[t], name=f"flatten_{t}")(
-        both("concat6", t, [x["a"], x["b"]])) for t in TOWERS}
+    flat = {
+        t: PlacedFlatten(device=placement[t], name=f"flatten_{t}")(
+            both("concat6", t, [x["a"], x["b"]])
+        )
+        for t in TOWERS
+    }
     x = {t: dense("fc6", t, 2048)(flat[t]) for t in TOWERS}
-    x = {t: PlacedDropout(dropout_rate, device=placement[t], name=f"drop6_{t}")(x[t])
-         for t in TOWERS}
+    x = {
+        t: PlacedDropout(dropout_rate, device=placement[t], name=f"drop6_{t}")(x[t]) for t in TOWERS
+    }
     x = {t: dense("fc7", t, 2048)(both("concat7", t, [x["a"], x["b"]])) for t in TOWERS}
     # The 4096-d last hidden layer, used for retrieval (section 6.1).
     fc7 = PlacedConcatenate(device=placement["a"], name="fc7")([x["a"], x["b"]])
@@ -190,9 +195,7 @@ def check_devices(devices: Sequence[str]) -> tuple[str, str]:
             raise ValueError(f"devices: {d!r} is not a device name like '/GPU:0' ({e})") from e
         # A device of another job (multi-machine) cannot be checked from here.
         if spec.device_type is None or (not spec.job and _local_name(d) not in local):
-            raise ValueError(
-                f"devices: {d!r} is not one of this machine's devices {sorted(local)}"
-            )
+            raise ValueError(f"devices: {d!r} is not one of this machine's devices {sorted(local)}")
     return devices[0], devices[1]
 
 
@@ -210,7 +213,7 @@ def endpoints_model(model: keras.Model, names: Sequence[str] = ("fc7", "predicti
     if unknown:
         raise ValueError(f"unknown layer names {unknown}; the model has {_layer_names(model)}")
     outputs = {n: model.get_layer(n).output for n in names}
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_endpoints")
+    return keras.Model(model.input, outputs, name=f"{model.name}_endpoints")
 
 
 def conv1_kernels(model: keras.Model) -> np.ndarray:

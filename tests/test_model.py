@@ -1,0 +1,325 @@
+"""Pins the network of section 3 of the paper: sizes, counts, LRN, initialization, towers."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import model as model_lib
+from alexnet_tf.describe import layer_table
+from alexnet_tf.layers import local_response_normalization
+from alexnet_tf.paper_weights import (
+    get_paper_weights,
+    load_paper_weights,
+    save_paper_weights,
+    set_paper_weights,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return model_lib.build_alexnet(seed=1)
+
+
+@pytest.fixture(scope="module")
+def images():
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images  # two real 427×640 photographs
+    crops = np.stack([p[100 : 100 + 227, 200 : 200 + 227] for p in photos]).astype(np.float32)
+    return crops - crops.mean(axis=(0, 1, 2))
+
+
+def test_parameter_count_is_the_papers(model):
+    assert model.count_params() == 60_965_224 == model_lib.NUM_PARAMETERS
+
+
+def test_neurons_and_kernels_per_layer(model):
+    rows = {r["layer"]: r for r in layer_table(model)}
+    assert {k: r["neurons"] for k, r in rows.items()} == model_lib.NEURONS
+    assert {k: r["kernel"] for k, r in rows.items()} == {
+        "conv1": (11, 11, 3, 96),
+        "conv2": (5, 5, 48, 256),
+        "conv3": (3, 3, 256, 384),
+        "conv4": (3, 3, 192, 384),
+        "conv5": (3, 3, 192, 256),
+        "fc6": (9216, 4096),
+        "fc7": (4096, 4096),
+        "fc8": (4096, 1000),
+    }
+    assert rows["conv1"]["output"] == (55, 55, 96)
+    assert rows["conv5"]["output"] == (13, 13, 256)
+
+
+def test_layer_names_follow_the_paper(model):
+    names = {layer.name for layer in model.layers}
+    for t in "ab":
+        for n in ("conv1", "norm1", "pool1", "conv2", "norm2", "pool2", "conv3", "conv4"):
+            assert f"{n}_{t}" in names
+        for n in ("conv5", "pool5", "fc6", "drop6", "fc7"):
+            assert f"{n}_{t}" in names
+    assert {"fc7", "drop7", "fc8", "predictions"} <= names
+    assert model.input.shape == (None, 227, 227, 3)
+
+
+def test_output_is_a_softmax(model, images):
+    probs = model(images, training=False).numpy()
+    assert probs.shape == (2, 1000)
+    assert np.all(probs >= 0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def _paper_lrn(a, k=2.0, n=5, alpha=1e-4, beta=0.75):
+    """Section 3.3, transcribed literally:
+
+    b_i = a_i / (k + alpha * sum_{j=max(0, i-n/2)}^{min(N-1, i+n/2)} a_j^2) ** beta
+    """
+    channels = a.shape[-1]
+    b = np.empty_like(a)
+    for i in range(channels):
+        lo, hi = max(0, i - n // 2), min(channels - 1, i + n // 2)
+        b[..., i] = a[..., i] / (k + alpha * np.sum(a[..., lo : hi + 1] ** 2, axis=-1)) ** beta
+    return b
+
+
+@pytest.mark.parametrize("params", [{}, {"k": 1.0, "n": 5, "alpha": 2e-5, "beta": 0.75}])
+def test_lrn_matches_the_papers_formula(params):
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 40, size=(2, 3, 3, 48)).astype(np.float32)  # post-ReLU magnitudes
+    got = local_response_normalization(tf.constant(a), **params).numpy()
+    np.testing.assert_allclose(got, _paper_lrn(a.astype(np.float64), **params), rtol=1e-5)
+    # The values matter: with these magnitudes the normalization is far from the identity.
+    assert np.abs(got - a).max() > 1.0
+
+
+def test_lrn_values_are_builder_parameters():
+    m = model_lib.build_alexnet(10, lrn_k=1.0, lrn_alpha=2e-5)
+    lrn = m.get_layer("norm1_a")
+    assert (lrn.k, lrn.n, lrn.alpha, lrn.beta) == (1.0, 5, 2e-5, 0.75)
+    default = model_lib.build_alexnet(10).get_layer("norm2_b")
+    assert (default.k, default.n, default.alpha, default.beta) == (2.0, 5, 1e-4, 0.75)
+
+
+def _depends(model, images, output_layer, weight_layer):
+    sub = keras.Model(model.input, model.get_layer(output_layer).output)
+    kernel = model.get_layer(weight_layer).kernel
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(sub(images[:1], training=False))
+    grad = tape.gradient(y, kernel)
+    return grad is not None and bool(tf.reduce_any(grad != 0))
+
+
+@pytest.mark.parametrize(
+    "output_layer, weight_layer, connected",
+    [
+        ("conv2_b", "conv1_a", False),  # conv2 sees its own tower only
+        ("conv2_b", "conv1_b", True),
+        ("conv3_b", "conv1_a", True),  # conv3 sees both towers
+        ("conv4_b", "conv3_a", False),  # conv4 and conv5 see their own tower only
+        ("conv5_a", "conv4_b", False),
+        ("conv5_a", "conv4_a", True),
+        ("fc6_b", "conv5_a", True),  # the fully connected layers see both
+        ("fc7_a", "fc6_b", True),
+    ],
+)
+def test_towers_connect_as_in_figure_2(model, images, output_layer, weight_layer, connected):
+    assert _depends(model, images, output_layer, weight_layer) == connected
+
+
+def test_initialization_is_section_5(model):
+    for name in ("conv1_a", "conv3_b", "fc6_a", "fc8"):
+        kernel = model.get_layer(name).kernel.numpy()
+        assert abs(kernel.mean()) < 1e-3
+        assert kernel.std() == pytest.approx(model_lib.INIT_STDDEV, rel=0.05)
+    for name in model_lib.PAPER_LAYERS:
+        layers = [name] if name == "fc8" else [f"{name}_a", f"{name}_b"]
+        for layer in layers:
+            bias = model.get_layer(layer).bias.numpy()
+            want = 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0
+            np.testing.assert_array_equal(bias, want)
+
+
+def test_he_init_is_available_for_the_demo():
+    m = model_lib.build_alexnet(10, init="he", seed=0)
+    kernel = m.get_layer("fc6_a").kernel.numpy()
+    assert kernel.std() == pytest.approx(np.sqrt(2 / 9216), rel=0.15)
+    assert not m.get_layer("conv2_a").bias.numpy().any()
+
+
+def test_seeded_builds_are_equal():
+    a = model_lib.build_alexnet(10, seed=3).get_layer("conv2_b").kernel.numpy()
+    b = model_lib.build_alexnet(10, seed=3).get_layer("conv2_b").kernel.numpy()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_endpoints_give_fc7_features_and_predictions(model, images):
+    endpoints = model_lib.endpoints_model(model, ["fc7", "predictions"])
+    out = endpoints(images, training=False)
+    assert out["fc7"].shape == (2, 4096)
+    assert np.all(out["fc7"].numpy() >= 0)  # after ReLU
+    np.testing.assert_allclose(out["predictions"], model(images, training=False), rtol=1e-5)
+    assert model_lib.conv1_kernels(model).shape == (11, 11, 3, 96)
+    with pytest.raises(ValueError, match="unknown layer names \\['fc9'\\]"):
+        model_lib.endpoints_model(model, ["fc9"])
+
+
+def test_paper_weights_round_trip(model, images, tmp_path):
+    weights = get_paper_weights(model)
+    assert weights["conv2"][0].shape == (5, 5, 48, 256)
+    assert weights["fc6"][0].shape == (9216, 4096)
+    other = model_lib.build_alexnet(seed=2)
+    set_paper_weights(other, weights)
+    np.testing.assert_allclose(other(images), model(images), rtol=1e-5, atol=1e-7)
+    # The same through a bvlc_alexnet.npy-style file (a pickled dict saved with np.save).
+    path = tmp_path / "bvlc_alexnet.npy"
+    save_paper_weights(model, path)
+    assert sorted(load_paper_weights(path)) == sorted(model_lib.PAPER_LAYERS)
+    fresh = model_lib.build_alexnet(seed=4)
+    set_paper_weights(fresh, str(path))
+    np.testing.assert_array_equal(
+        fresh.get_layer("conv4_b").kernel.numpy(), model.get_layer("conv4_b").kernel.numpy()
+    )
+
+
+def test_paper_weights_in_the_papers_layout(model):
+    """Tower a's kernels first on the output axis; fc6 rows in (h, w, c) order of pool5."""
+    weights = get_paper_weights(model)
+    np.testing.assert_array_equal(
+        weights["conv2"][0][..., 128:], model.get_layer("conv2_b").kernel.numpy()
+    )
+    np.testing.assert_array_equal(
+        weights["fc6"][0][:, :2048], model.get_layer("fc6_a").kernel.numpy()
+    )
+
+
+def test_paper_weights_reject_wrong_shapes(model):
+    weights = get_paper_weights(model)
+    weights["conv3"] = [np.zeros((3, 3, 256, 380)), np.zeros(380)]
+    with pytest.raises(ValueError, match="'conv3': received kernel \\(3, 3, 256, 380\\)"):
+        set_paper_weights(model, weights)
+    with pytest.raises(ValueError, match="lack layers \\['fc8'\\]"):
+        set_paper_weights(model, {k: v for k, v in weights.items() if k != "fc8"})
+
+
+def test_whole_model_saves_and_loads(tmp_path, images):
+    m = model_lib.build_alexnet(10, seed=5)
+    path = str(tmp_path / "alexnet.keras")
+    m.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded(images), m(images), rtol=1e-5, atol=1e-7)
+    assert loaded.get_layer("norm1_a").k == 2.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_classes": 0}, "num_classes must be an integer >= 1; received 0"),
+        ({"num_classes": "10"}, "received '10'"),
+        ({"devices": ("/GPU:0",)}, "two device names .* received \\('/GPU:0',\\)"),
+        ({"devices": "/GPU:0"}, "received '/GPU:0'"),
+        ({"devices": ("/CPU:0", "/XPU:7")}, "'/XPU:7' is not"),
+        ({"devices": ("/CPU:0", "/GPU:9")}, "'/GPU:9' is not one of this machine's devices"),
+        ({"init": "glorot"}, "init must be one of .* received 'glorot'"),
+    ],
+)
+def test_bad_arguments_name_what_was_received(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        model_lib.build_alexnet(**kwargs)
+
+
+_TWO_DEVICES = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from alexnet_tf.model import build_alexnet
+    from alexnet_tf.paper_weights import get_paper_weights, set_paper_weights
+
+    two = build_alexnet(10, devices=("/CPU:0", "/CPU:1"), seed=0)
+    one = build_alexnet(10, seed=1)
+    set_paper_weights(one, get_paper_weights(two))
+    x = np.random.default_rng(0).normal(0, 50, (2, 227, 227, 3)).astype("float32")
+
+    # The devices of the operations that actually run, from the executed graph.
+    run = tf.function(lambda x: two(x, training=False))
+    graph = run.get_concrete_function(tf.TensorSpec(x.shape, tf.float32)).graph
+    ops = {}
+    def collect(g):
+        for op in g.get_operations():
+            ops[op.name] = op.device
+        for f in g._functions.values():
+            collect(f.graph) if hasattr(f, "graph") else None
+    collect(graph)
+    out_two = run(x).numpy()
+    # Eagerly, every result tensor records the device its operation ran on.
+    from alexnet_tf.model import endpoints_model
+    names = ["conv1_a", "conv2_b", "norm2_b", "pool5_b", "conv3_a", "fc6_b", "fc7_a", "fc8"]
+    ran_on = {n: t.device for n, t in endpoints_model(two, names)(x).items()}
+    out_one = one(x, training=False).numpy()
+
+    ckpt = tf.train.Checkpoint(model=one).save(sys.argv[1] + "/ckpt")
+    back = build_alexnet(10, devices=("/CPU:0", "/CPU:1"), seed=2)
+    tf.train.Checkpoint(model=back).restore(ckpt).assert_existing_objects_matched()
+    json.dump({
+        "ops": ops,
+        "ran_on": ran_on,
+        "variables": {v.path: v.value.device for v in two.weights},
+        "max_diff": float(np.abs(out_two - out_one).max()),
+        "restored_diff": float(np.abs(back(x, training=False).numpy() - out_one).max()),
+    }, open(sys.argv[1] + "/result.json", "w"))
+    """
+)
+
+
+def test_two_towers_run_on_two_devices(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
+    proc = subprocess.run(
+        [sys.executable, "-c", _TWO_DEVICES, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+
+    def placed(layer):
+        # Op names look like "alexnet_1/conv2_b_1/convolution": model, layer call, op.
+        return {
+            d
+            for name, d in result["ops"].items()
+            if re.sub(r"_\d+$", "", name.split("/")[1] if "/" in name else "") == layer and d
+        }
+
+    for layer, cpu in [
+        ("conv2_a", "CPU:0"),
+        ("conv2_b", "CPU:1"),
+        ("conv5_b", "CPU:1"),
+        ("norm1_b", "CPU:1"),
+        ("fc6_b", "CPU:1"),
+        ("fc6_a", "CPU:0"),
+    ]:
+        devices = placed(layer)
+        assert devices and all(d.endswith(cpu) for d in devices), (layer, devices)
+    for path, device in result["variables"].items():
+        tower = path.split("/")[0]
+        if tower.endswith("_b"):
+            assert device.endswith("CPU:1"), (path, device)
+        elif tower.endswith("_a"):
+            assert device.endswith("CPU:0"), (path, device)
+    ran_on = result["ran_on"]
+    for layer, device in ran_on.items():
+        assert device.endswith("CPU:1" if layer.endswith("_b") else "CPU:0"), (layer, device)
+    assert result["max_diff"] < 1e-5
+    assert result["restored_diff"] < 1e-5
