@@ -1,0 +1,247 @@
+"""ILSVRC-2012 (or any data in its layout) to sharded TFRecords plus `manifest.json`.
+
+The plan: find the classes and every image with its label, shuffle each split with a fixed seed,
+cut it into contiguous shards, write the shards in parallel (`shards.py`), then merge the
+per-shard statistic sums and write the manifest that `alexnet_tf.manifest` reads.
+
+    python tools/build_imagenet_tfrecords.py --train_dir=... --val_dir=... --val_labels=... \
+        --output_dir=...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import random
+
+from alexnet_tf import manifest as manifest_lib
+from alexnet_tf.convert import progress as progress_lib
+from alexnet_tf.convert import shards, sources, stats
+from alexnet_tf.convert.sources import ConvertError
+
+DEFAULT_SEED = 12345  # the seed of the tensorflow/models converter's shuffle
+DEFAULT_QUALITY = 95  # JPEG quality of re-encoded images (none stated in the paper)
+
+
+@dataclasses.dataclass
+class ConvertResult:
+    """What a conversion did. `complete` is False if any shard failed; then no manifest."""
+
+    output_dir: str
+    complete: bool
+    manifest_path: str | None
+    num_examples: dict[str, int]
+    skipped: list[dict]
+    repaired: list[dict]
+    shards_written: int
+    shards_reused: int
+    errors: list[str]
+
+
+def _check_options(train_dir, val_dir, val_labels, train_shards, val_shards, resize, quality,
+                   label_offset, num_workers) -> None:  # fmt: skip
+    if not train_dir and not val_dir:
+        raise ConvertError("nothing to convert: give --train_dir, --val_dir or both")
+    if val_dir and not val_labels:
+        raise ConvertError(f"--val_dir={val_dir} needs --val_labels (the validation labels)")
+    for flag, value in (("train_shards", train_shards), ("val_shards", val_shards)):
+        if not isinstance(value, int) or value < 1:
+            raise ConvertError(f"--{flag} must be a positive integer; got {value!r}")
+    if resize < 0:
+        raise ConvertError(f"--resize must be 0 (keep the original) or a size; got {resize}")
+    if not 1 <= quality <= 100:
+        raise ConvertError(f"--jpeg_quality must be in 1..100; got {quality}")
+    if label_offset < 0:
+        raise ConvertError(f"--label_offset must be >= 0; got {label_offset}")
+    if num_workers is not None and num_workers < 1:
+        raise ConvertError(f"--num_workers must be >= 1; got {num_workers}")
+
+
+def _plan(split, items, num_shards, seed, output_dir, common) -> list[shards.ShardTask]:
+    """Shuffles a split with its own fixed-seed generator and cuts it into shard tasks."""
+    items = list(items)
+    random.Random(seed).shuffle(items)
+    return [
+        shards.ShardTask(
+            output_dir=output_dir,
+            file=f"{split}-{index:05d}-of-{num_shards:05d}",
+            items=tuple(items[start:end]),
+            with_stats=split == "train",
+            **common,
+        )
+        for index, (start, end) in enumerate(shards.shard_ranges(len(items), num_shards))
+    ]
+
+
+def convert(
+    *,
+    output_dir: str,
+    train_dir: str | None = None,
+    val_dir: str | None = None,
+    val_labels: str | None = None,
+    val_synset_order: str | None = None,
+    labels_file: str | None = None,
+    bbox_dir: str | None = None,
+    train_shards: int = 1024,
+    val_shards: int = 128,
+    resize: int = 256,
+    jpeg_quality: int = DEFAULT_QUALITY,
+    label_offset: int = 0,
+    num_workers: int | None = None,
+    seed: int = DEFAULT_SEED,
+    show_progress: bool = True,
+) -> ConvertResult:
+    """Converts image folders in the ILSVRC layout to TFRecord shards and a manifest.
+
+    Args:
+        output_dir: where shards, `manifest.json` and `mean_image.npy` go (created).
+        train_dir: `<wnid>/` folders or `<wnid>.tar` archives of training images, or None.
+        val_dir: folder (or tar archive) of validation images, or None.
+        val_labels: validation labels (LOC_val_solution.csv, devkit ground truth, or one wnid a
+            line in sorted file-name order).
+        val_synset_order: devkit meta.mat, or wnids in ILSVRC2012_ID order, for devkit labels.
+        labels_file: 'wnid [words]' lines fixing the label order (default: sorted folders).
+        bbox_dir: folder of bounding-box XMLs (`Annotation/`), searched recursively.
+        train_shards: number of training shards.
+        val_shards: number of validation shards.
+        resize: 256 for the paper's shorter-side-256 central crop; 0 keeps the original bytes.
+        jpeg_quality: quality of re-encoded JPEGs.
+        label_offset: added to every stored label (1 gives the 1-based labels of old readers).
+        num_workers: writer processes (default: all cores).
+        seed: shuffle seed of the records.
+        show_progress: draw the progress bar on stderr.
+
+    Returns:
+        A ConvertResult; `complete` is True when every shard was written and the manifest too.
+
+    Raises:
+        ConvertError: bad flags, or bad input found before writing (e.g. a validation file
+            without a valid label).
+    """
+    _check_options(train_dir, val_dir, val_labels, train_shards, val_shards, resize,
+                   jpeg_quality, label_offset, num_workers)  # fmt: skip
+    num_workers = num_workers or os.cpu_count() or 1
+    synsets, texts = sources.find_classes(train_dir, labels_file)
+    if not synsets:  # validation only, no labels file: the classes are the labels found
+        names = sources.val_file_names(val_dir)
+        synsets = sorted(set(sources.read_val_labels(val_labels, names, val_synset_order)))
+        table = sources.packaged_class_texts()
+        texts = [table.get(s, s) for s in synsets]
+    bboxes = sources.index_bboxes(bbox_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    common = dict(synsets=tuple(synsets), texts=tuple(texts), resize=resize,
+                  quality=jpeg_quality, label_offset=label_offset)  # fmt: skip
+    tasks = []
+    if train_dir:
+        items = sources.list_train(train_dir, synsets, bboxes)
+        if not items:
+            raise ConvertError(f"--train_dir={train_dir} holds no files")
+        tasks += _plan("train", items, train_shards, seed, output_dir, common)
+    if val_dir:
+        items = sources.list_val(val_dir, val_labels, synsets, bboxes, val_synset_order)
+        if not items:
+            raise ConvertError(f"--val_dir={val_dir} holds no files")
+        tasks += _plan("validation", items, val_shards, seed, output_dir, common)
+    _remove_stale_temporaries(output_dir)
+
+    total = sum(len(t.items) for t in tasks)
+    bar = progress_lib.Progress(total, "convert") if show_progress else None
+    results = shards.run_tasks(tasks, num_workers, bar.update if bar else lambda n: None)
+    if bar:
+        bar.close()
+    return _finish(results, tasks, output_dir, synsets, texts, label_offset, dict(
+        train_dir=train_dir, val_dir=val_dir, val_labels=val_labels, labels_file=labels_file,
+        bbox_dir=bbox_dir, train_shards=train_shards if train_dir else None,
+        val_shards=val_shards if val_dir else None, resize=resize, jpeg_quality=jpeg_quality,
+        resample="bilinear, antialiased (Pillow)",
+        label_offset=label_offset, seed=seed,
+    ))  # fmt: skip
+
+
+def _remove_stale_temporaries(output_dir: str) -> None:
+    """Temporary files of a killed run: never valid, since only whole shards are renamed."""
+    pattern = os.path.join(output_dir, ".*-of-*.tmp-*")
+    for path in glob.glob(pattern) + glob.glob(
+        os.path.join(output_dir, shards.STATE_DIR, "*.tmp-*")
+    ):
+        os.remove(path)
+
+
+def _finish(results, tasks, output_dir, synsets, texts, label_offset, options) -> ConvertResult:
+    """Merges shard results and statistics; writes the manifest if every shard is whole."""
+    by_file = {r.file: r for r in results}
+    errors = [r.error for r in results if r.error]
+    split_of = {t.file: t.file.split("-", 1)[0] for t in tasks}
+    skipped = sorted(
+        ({**s, "split": split_of[r.file]} for r in results for s in r.skipped),
+        key=lambda s: s["file"],
+    )
+    repaired = sorted(
+        ({**s, "split": split_of[r.file]} for r in results for s in r.repaired),
+        key=lambda s: s["file"],
+    )
+    splits = {}
+    for task in tasks:
+        split = task.file.split("-", 1)[0]
+        result = by_file[task.file]
+        entry = splits.setdefault(split, {"num_examples": 0, "shards": []})
+        entry["num_examples"] += result.num_records
+        entry["shards"].append(
+            {"file": task.file, "num_records": result.num_records, "sha256": result.sha256}
+        )
+    outcome = ConvertResult(
+        output_dir=output_dir,
+        complete=not errors,
+        manifest_path=None,
+        num_examples={name: s["num_examples"] for name, s in splits.items()},
+        skipped=skipped,
+        repaired=repaired,
+        shards_written=sum(1 for r in results if not r.reused and not r.error),
+        shards_reused=sum(1 for r in results if r.reused),
+        errors=errors,
+    )
+    if errors:
+        return outcome
+    statistics = {}
+    if "train" in splits:
+        accumulator = stats.Accumulator()
+        for result in results:
+            if result.stats_file:
+                accumulator.merge(stats.Accumulator.load(result.stats_file))
+        if accumulator.num_images:
+            statistics = accumulator.finish(output_dir)
+    manifest = {
+        "label_offset": label_offset,
+        "classes": [{"synset": s, "text": t} for s, t in zip(synsets, texts, strict=True)],
+        "splits": splits,
+        "statistics": statistics,
+        "options": options,
+        "skipped": skipped,
+        "repaired": repaired,
+    }
+    _keep_other_split(output_dir, manifest)
+    outcome.manifest_path = manifest_lib.write_manifest(output_dir, manifest)
+    return outcome
+
+
+def _keep_other_split(output_dir: str, manifest: dict) -> None:
+    """Keeps a split converted by an earlier run into the same folder with the same classes."""
+    try:
+        with open(manifest_lib.manifest_path(output_dir)) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return
+    if (
+        old.get("classes") != manifest["classes"]
+        or old.get("label_offset") != manifest["label_offset"]
+    ):
+        return
+    for name, split in old.get("splits", {}).items():
+        if name not in manifest["splits"]:
+            manifest["splits"][name] = split
+            if name == "train" and not manifest["statistics"]:
+                manifest["statistics"] = old.get("statistics", {})
+            for key in ("skipped", "repaired"):
+                manifest[key] += [s for s in old.get(key, []) if s.get("split") == name]

@@ -1,0 +1,256 @@
+"""Writing shards in parallel, atomically and resumably.
+
+One task writes one shard: it reads, repairs and encodes the images of that shard, writes the
+records to a temporary name and renames the file only when it is whole, so a killed run never
+leaves a partial shard under a final name. Beside each finished shard, `.convert_state/` keeps its
+SHA-256, record count, the skipped/repaired files and (for training shards) the statistic sums,
+together with a fingerprint of its inputs and options. Running the same command again keeps every
+shard whose fingerprint and checksum match and rebuilds the rest; because the shard plan, the
+record order and the JPEG encoder are deterministic, the result equals an uninterrupted run.
+
+Workers are separate processes (started with "spawn", so a parent that already runs TensorFlow
+is never forked) fed one shard at a time; they report images done through a queue for the bar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import threading
+import traceback
+from collections.abc import Callable
+
+from alexnet_tf.convert import images, records, sources, stats
+
+STATE_DIR = ".convert_state"
+_STATE_VERSION = 1
+_TICK = 8  # images per progress message from a worker
+
+_queue = None  # the progress queue of a worker process
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+    """Everything one worker needs to write one shard."""
+
+    output_dir: str
+    file: str  # e.g. "train-00000-of-01024"
+    items: tuple[sources.Item, ...]
+    synsets: tuple[str, ...]
+    texts: tuple[str, ...]
+    resize: int
+    quality: int
+    label_offset: int
+    with_stats: bool
+
+    def fingerprint(self) -> str:
+        """A hash of what decides the shard's bytes: options and the inputs in order."""
+        inputs = [
+            (i.name, i.size, i.label, self.synsets[i.label], self.texts[i.label], i.bbox_xml)
+            for i in self.items
+        ]
+        options = [_STATE_VERSION, self.resize, self.quality, self.label_offset, self.with_stats]
+        return hashlib.sha256(json.dumps([options, inputs]).encode()).hexdigest()
+
+
+@dataclasses.dataclass
+class ShardResult:
+    file: str
+    num_records: int = 0
+    sha256: str = ""
+    skipped: list = dataclasses.field(default_factory=list)
+    repaired: list = dataclasses.field(default_factory=list)
+    reused: bool = False
+    stats_file: str | None = None
+    error: str | None = None
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def shard_ranges(count: int, num_shards: int) -> list[tuple[int, int]]:
+    """Contiguous [start, end) ranges splitting `count` items over `num_shards` nearly evenly."""
+    bounds = [count * i // num_shards for i in range(num_shards + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _state_paths(task: ShardTask) -> tuple[str, str]:
+    state_dir = os.path.join(task.output_dir, STATE_DIR)
+    return (
+        os.path.join(state_dir, f"{task.file}.json"),
+        os.path.join(state_dir, f"{task.file}.stats.npz"),
+    )
+
+
+def _reusable(task: ShardTask, fingerprint: str) -> ShardResult | None:
+    """The recorded result of a finished shard that matches this task and its checksum."""
+    state_path, stats_path = _state_paths(task)
+    shard_path = os.path.join(task.output_dir, task.file)
+    try:
+        with open(state_path) as f:
+            state = json.load(f)
+        if state["fingerprint"] != fingerprint or not os.path.exists(shard_path):
+            return None
+        if task.with_stats and not os.path.exists(stats_path):
+            return None
+        if sha256_file(shard_path) != state["sha256"]:
+            return None
+    except (OSError, ValueError, KeyError):
+        return None
+    return ShardResult(
+        file=task.file,
+        num_records=state["num_records"],
+        sha256=state["sha256"],
+        skipped=state["skipped"],
+        repaired=state["repaired"],
+        reused=True,
+        stats_file=stats_path if task.with_stats else None,
+    )
+
+
+def write_shard(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
+    """Writes (or keeps) one shard; `tick(n)` is called as images are done."""
+    import tensorflow as tf
+
+    fingerprint = task.fingerprint()
+    kept = _reusable(task, fingerprint)
+    if kept:
+        tick(len(task.items))
+        return kept
+    result = ShardResult(file=task.file)
+    accumulator = stats.Accumulator() if task.with_stats else None
+    tmp = os.path.join(task.output_dir, f".{task.file}.tmp-{os.getpid()}")
+    pending = 0
+    try:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for item in task.items:
+                pending += 1
+                if pending == _TICK:
+                    tick(pending)
+                    pending = 0
+                record = _convert_one(task, item, result, accumulator)
+                if record is not None:
+                    writer.write(record)
+                    result.num_records += 1
+        result.sha256 = sha256_file(tmp)
+        state_path, stats_path = _state_paths(task)
+        os.makedirs(os.path.dirname(state_path), exist_ok=True)
+        if accumulator is not None:
+            accumulator.save(stats_path)
+            result.stats_file = stats_path
+        state = {
+            "fingerprint": fingerprint,
+            "sha256": result.sha256,
+            "num_records": result.num_records,
+            "skipped": result.skipped,
+            "repaired": result.repaired,
+        }
+        _write_json(state_path, state)
+        os.replace(tmp, os.path.join(task.output_dir, task.file))  # the shard is whole: publish
+    finally:
+        tick(pending)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return result
+
+
+def _convert_one(task, item, result, accumulator) -> bytes | None:
+    """The record of one image, or None after noting why it was skipped."""
+    try:
+        data = sources.read_bytes(item)
+    except OSError as e:
+        result.skipped.append({"file": item.name, "reason": f"can't be read: {e}"})
+        return None
+    try:
+        image = images.process(
+            data, resize=task.resize, quality=task.quality, want_pixels=accumulator is not None
+        )
+    except images.BadImageError as e:
+        result.skipped.append({"file": item.name, "reason": str(e)})
+        return None
+    if image.repaired:
+        result.repaired.append({"file": item.name, "reason": image.repaired})
+    if accumulator is not None:
+        accumulator.add(image.pixels)
+    bboxes = sources.read_bboxes(item.bbox_xml) if item.bbox_xml else []
+    if bboxes and task.resize:
+        bboxes = records.crop_bboxes(bboxes, image.crop)
+    return records.to_example(
+        encoded=image.encoded,
+        height=image.height,
+        width=image.width,
+        filename=item.basename,
+        label=item.label + task.label_offset,
+        synset=task.synsets[item.label],
+        text=task.texts[item.label],
+        bboxes=bboxes,
+    )
+
+
+def _write_json(path: str, value) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)
+
+
+def _guarded(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
+    """write_shard, with a failure turned into a result so the other shards go on."""
+    try:
+        return write_shard(task, tick)
+    except Exception as e:  # noqa: BLE001 - any failure of one shard is reported, not fatal
+        detail = traceback.format_exception_only(type(e), e)[-1].strip()
+        return ShardResult(file=task.file, error=f"{task.file}: {detail}")
+
+
+def _init_worker(queue) -> None:
+    global _queue
+    _queue = queue
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow  # noqa: F401 - once per worker, before its first shard
+
+
+def _worker_tick(count: int) -> None:
+    if count:
+        _queue.put(count)
+
+
+def _in_worker(task: ShardTask) -> ShardResult:
+    return _guarded(task, _worker_tick)
+
+
+def run_tasks(
+    tasks: list[ShardTask], num_workers: int, tick: Callable[[int], None]
+) -> list[ShardResult]:
+    """Runs every task, in this process (num_workers <= 1) or in a pool of worker processes."""
+    if num_workers <= 1 or len(tasks) <= 1:
+        return [_guarded(task, tick) for task in tasks]
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+
+    def drain():
+        while (count := queue.get()) is not None:
+            tick(count)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    pool = context.Pool(min(num_workers, len(tasks)), _init_worker, (queue,))
+    try:
+        results = list(pool.imap_unordered(_in_worker, tasks))
+        pool.close()  # not terminate(): let workers flush their last progress messages
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+        queue.put(None)
+        reader.join()
+    return results

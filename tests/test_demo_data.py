@@ -1,0 +1,92 @@
+"""The demo tree: ILSVRC layout, real digit scans, labels that match the images."""
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from alexnet_tf import demo_data
+from alexnet_tf.manifest import load_manifest
+
+
+def test_tree_has_ilsvrc_layout(demo_tree):
+    assert sorted(os.listdir(demo_tree["train_dir"])) == demo_data.DIGIT_SYNSETS
+    for synset in demo_data.DIGIT_SYNSETS:
+        names = sorted(os.listdir(os.path.join(demo_tree["train_dir"], synset)))
+        assert len(names) == 8
+        assert all(n.startswith(f"{synset}_") and n.endswith(".JPEG") for n in names)
+    val_names = sorted(os.listdir(demo_tree["val_dir"]))
+    assert val_names == [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, 31)]
+    with open(demo_tree["val_labels"]) as f:
+        labels = f.read().split()
+    assert len(labels) == 30
+    assert sorted(set(labels)) == demo_data.DIGIT_SYNSETS
+    assert demo_tree["num_train"] == 80 and demo_tree["num_val"] == 30
+    assert demo_tree["texts"][3] == "digit 3, three"
+
+
+def test_images_are_rgb_jpegs_of_the_requested_size(demo_tree):
+    path = os.path.join(demo_tree["train_dir"], "d0000001", "d0000001_0.JPEG")
+    with Image.open(path) as image:
+        assert image.format == "JPEG" and image.mode == "RGB" and image.size == (64, 64)
+        pixels = np.asarray(image, np.float32)
+    assert pixels.std() > 20  # ink on paper, not a flat colour
+
+
+def test_val_labels_match_the_digits_drawn(tmp_path):
+    """Each val image is the scan its label names: ink mass correlates with that class's mean."""
+    from sklearn.datasets import load_digits
+
+    info = demo_data.write_demo_tree(str(tmp_path), train_per_class=2, val_per_class=2, seed=3)
+    digits = load_digits()
+    class_means = np.stack([digits.images[digits.target == d].mean(0) for d in range(10)])
+    with open(info["val_labels"]) as f:
+        labels = f.read().split()
+    correct = 0
+    for i, label in enumerate(labels, 1):
+        path = os.path.join(info["val_dir"], f"ILSVRC2012_val_{i:08d}.JPEG")
+        with Image.open(path) as image:
+            gray = np.asarray(image.convert("L").resize((8, 8), Image.BOX), np.float32)
+        ink = gray.max() - gray
+        scores = [np.corrcoef(ink.ravel(), m.ravel())[0, 1] for m in class_means]
+        correct += int(np.argmax(scores)) == demo_data.DIGIT_SYNSETS.index(label)
+    assert correct >= 0.8 * len(labels)
+
+
+def test_same_seed_same_tree(tmp_path):
+    a = demo_data.write_demo_tree(str(tmp_path / "a"), train_per_class=1, val_per_class=1)
+    b = demo_data.write_demo_tree(str(tmp_path / "b"), train_per_class=1, val_per_class=1)
+    assert _read(a["val_labels"]) == _read(b["val_labels"])
+    one = os.path.join("d0000004", "d0000004_0.JPEG")
+    assert _read(os.path.join(a["train_dir"], one)) == _read(os.path.join(b["train_dir"], one))
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_bad_arguments_are_named(tmp_path):
+    import pytest
+
+    with pytest.raises(demo_data.DemoDataError, match="unknown demo source"):
+        demo_data.write_demo_tree(str(tmp_path), source="cifar")
+    with pytest.raises(demo_data.DemoDataError, match="too many"):
+        demo_data.write_demo_tree(str(tmp_path), train_per_class=500)
+
+
+def test_sample_photographs_need_no_network():
+    photos = demo_data.sample_photographs()
+    assert {"china", "flower", "astronaut", "coffee", "chelsea", "camera"} <= set(photos)
+    assert photos["camera"].ndim == 2 and photos["china"].shape == (427, 640, 3)
+
+
+def test_demo_data_dir_fixture(demo_data_dir):
+    manifest = load_manifest(demo_data_dir)
+    assert manifest.synsets == demo_data.DIGIT_SYNSETS
+    assert manifest.texts[0] == "digit 0, zero"
+    assert manifest.split("train").num_examples == 80
+    assert manifest.split("validation").num_examples == 30
+    assert manifest.mean_image().shape == (256, 256, 3)
+    values, vectors = manifest.eigen()
+    assert values.shape == (3,) and vectors.shape == (3, 3)
