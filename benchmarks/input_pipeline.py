@@ -1,0 +1,161 @@
+"""Images per second of the input pipelines (issue 4), against decoding alone.
+
+    python benchmarks/input_pipeline.py                      # shards of sample photos first
+    python benchmarks/input_pipeline.py --data_dir=DATA      # the converter's shards (train split)
+
+Three pipelines read the same shards on this machine in the same run, in alternating rounds:
+
+* decode: read, parse and decode the centre 227×227 of each JPEG, batch — the limit, since
+  every training image costs one crop-decode;
+* train: `make_train_dataset` (shuffle, random crop-decode, flip, batch, prefetch);
+* eval: `make_eval_dataset(ten_patch=True)` (full decode, ten patches), repeated.
+
+Prints one JSON line: decode_images_per_sec, train_images_per_sec, eval_images_per_sec (each
+the median over rounds, also per core), cores, and train_fraction_of_decode (goal: >= 0.9).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from alexnet_tf import input_pipeline  # noqa: E402
+from alexnet_tf.manifest import load_manifest  # noqa: E402
+
+FLAGS = flags.DEFINE_string("data_dir", None, "Converter output (manifest.json + shards).")
+BATCH = flags.DEFINE_integer("batch_size", 128, "Images per batch (the paper's 128).")
+BATCHES = flags.DEFINE_integer("batches", 40, "Timed batches per pipeline and round.")
+ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds; the median is reported.")
+SHUFFLE = flags.DEFINE_integer("shuffle_buffer", 2_000, "Shuffle buffer of the train pipeline.")
+
+
+def write_photo_shards(directory: str, num_shards: int = 8, per_shard: int = 128) -> list[str]:
+    """Shards of 256×256 JPEGs cut from the photographs that ship with scikit-learn and
+    scikit-image (different scales and positions, so no two records are the same)."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    photos = list(load_sample_images().images)
+    photos += [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+    rng = np.random.default_rng(0)
+    files = []
+    for shard in range(num_shards):
+        path = os.path.join(directory, f"train-{shard:05d}-of-{num_shards:05d}")
+        with tf.io.TFRecordWriter(path) as writer:
+            for k in range(per_shard):
+                photo = photos[(shard * per_shard + k) % len(photos)]
+                side = int(rng.integers(256, min(photo.shape[:2]) + 1))
+                y = int(rng.integers(0, photo.shape[0] - side + 1))
+                x = int(rng.integers(0, photo.shape[1] - side + 1))
+                square = tf.image.resize(photo[y : y + side, x : x + side], [256, 256])
+                jpeg = tf.io.encode_jpeg(tf.cast(tf.round(square), tf.uint8), quality=90)
+                writer.write(_example(jpeg.numpy(), k % 7, f"photo_{shard}_{k}.JPEG"))
+        files.append(path)
+    return files
+
+
+def _example(jpeg: bytes, label: int, name: str) -> bytes:
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    def i(v):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+
+    feature = {
+        "image/encoded": b(jpeg),
+        "image/class/label": i(label),
+        "image/filename": b(name.encode()),
+        "image/height": i(256),
+        "image/width": i(256),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def decode_only(files: list[str], batch_size: int) -> tf.data.Dataset:
+    """Read, parse, crop-decode the centre, batch: the work no training pipeline can skip."""
+    offset = input_pipeline.CENTRE
+
+    def decode(record):
+        encoded = input_pipeline.parse_example(record)["encoded"]
+        window = [offset, offset, input_pipeline.IMAGE_SIZE, input_pipeline.IMAGE_SIZE]
+        return tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+
+    records = tf.data.Dataset.from_tensor_slices(files).interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(input_pipeline.CYCLE_LENGTH, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False,
+    )
+    images = records.repeat().map(decode, tf.data.AUTOTUNE, deterministic=False)
+    return images.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def images_per_sec(iterator, batches: int, batch_size: int) -> float:
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def run(data_dir: str | None, batch_size: int, batches: int, rounds: int, shuffle: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        if data_dir:
+            files = load_manifest(data_dir).split("train").files
+        else:
+            print("writing shards of sample photographs ...", file=sys.stderr)
+            files = write_photo_shards(tmp)
+        iterators = {
+            "decode": iter(decode_only(files, batch_size)),
+            "train": iter(
+                input_pipeline.make_train_dataset(files, batch_size, shuffle_buffer=shuffle)
+            ),
+            "eval": iter(
+                input_pipeline.make_eval_dataset(files, batch_size, ten_patch=True).repeat()
+            ),
+        }
+        for it in iterators.values():  # fill buffers and let autotuning settle
+            images_per_sec(it, max(batches // 4, 2), batch_size)
+        rates = {name: [] for name in iterators}
+        for r in range(rounds):
+            for name, it in iterators.items():
+                rates[name].append(images_per_sec(it, batches, batch_size))
+            print(
+                f"round {r + 1}/{rounds}: "
+                + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()),
+                file=sys.stderr,
+            )
+    cores = len(os.sched_getaffinity(0))
+    result = {f"{k}_images_per_sec": round(statistics.median(v), 1) for k, v in rates.items()}
+    result.update(
+        {
+            f"{k}_images_per_sec_per_core": round(statistics.median(v) / cores, 1)
+            for k, v in rates.items()
+        }
+    )
+    result["cores"] = cores
+    result["train_fraction_of_decode"] = round(
+        result["train_images_per_sec"] / result["decode_images_per_sec"], 3
+    )
+    return result
+
+
+def main(argv):
+    del argv
+    result = run(FLAGS.value, BATCH.value, BATCHES.value, ROUNDS.value, SHUFFLE.value)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)
