@@ -1,0 +1,59 @@
+"""Top-1/top-5 validation error with the centre patch and the ten patches (sections 4.1 and 6).
+
+    python -m alexnet_tf.evaluate --workdir=runs/demo
+    python -m alexnet_tf.evaluate --workdir=runs/avg --checkpoints=runs/a,runs/b,exported/c \
+        --data_dir=DATA --per_class
+
+Prints the number of scored examples (equal to the manifest's), writes WORKDIR/eval.json and
+eval/top1_error, eval/top5_error to TensorBoard (runs WORKDIR/eval/center and eval/ten_patch).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from alexnet_tf import common_flags, evaluation, tool_errors
+from alexnet_tf.sources import training_data_dir
+
+CHECKPOINTS = flags.DEFINE_list(
+    "checkpoints", [],
+    "Training WORKDIRs, ckpt-N prefixes or exported SavedModels; several are averaged (model "
+    "averaging, section 6). Default: --workdir.",
+)  # fmt: skip
+BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Images per batch (×10 crops for ten_patch).")
+MODES = flags.DEFINE_list("modes", list(evaluation.MODES), "Any of center, ten_patch.")
+PER_CLASS = flags.DEFINE_bool("per_class", False, "Also write every class's errors to eval.json.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    workdir = common_flags.WORKDIR.value
+    checkpoints = CHECKPOINTS.value or ([workdir] if workdir else [])
+    if not checkpoints:
+        raise app.UsageError("pass --workdir (a training run) or --checkpoints=a,b,c")
+    if not workdir and len(checkpoints) > 1:
+        raise app.UsageError("--workdir is needed to hold eval.json of an average of models")
+    data_dir = common_flags.DATA_DIR.value or training_data_dir(checkpoints[0])
+    if not data_dir:
+        raise app.UsageError(f"pass --data_dir: {checkpoints[0]} records no data directory")
+    with tool_errors.reported("evaluate"):
+        result = evaluation.evaluate(
+            checkpoints,
+            data_dir,
+            batch_size=BATCH_SIZE.value,
+            modes=MODES.value,
+            per_class=PER_CLASS.value,
+            workdir=workdir or checkpoints[0],
+        )
+    print(f"evaluate: {result['num_examples']} validation examples scored")
+
+
+def run_main() -> None:
+    app.run(main, argv=sys.argv)
+
+
+if __name__ == "__main__":
+    run_main()

@@ -1,0 +1,233 @@
+"""Top-1 and top-5 error on the validation set, as reported in section 6 of the paper.
+
+* centre patch: the 227×227 centre of each 256×256 image;
+* ten patches (section 4.1): "the four corner patches and the center patch as well as their
+  horizontal reflections (hence ten patches in all), and averaging the predictions made by the
+  network's softmax layer on the ten patches";
+* model averaging (section 6): "averaging the predictions of five similar CNNs" — the softmax
+  outputs of several models are averaged, after each has averaged its own ten patches.
+
+Every validation example is scored exactly once: the evaluation dataset pads its last batch and
+marks the padding with `mask=False`, and the number of scored examples is checked against the
+manifest.
+
+    python -m alexnet_tf.evaluate --workdir=runs/demo
+    python -m alexnet_tf.evaluate --workdir=runs/ensemble --checkpoints=runs/a,runs/b,runs/c
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf.manifest import load_manifest
+from alexnet_tf.sources import ModelSource, load_source
+
+MODES = ("center", "ten_patch")
+TOP_K = (1, 5)
+
+
+class EvaluationError(RuntimeError):
+    """The evaluation could not be trusted (for example, not every example was scored once)."""
+
+
+def average_probabilities(sources: Sequence[ModelSource], images: np.ndarray) -> np.ndarray:
+    """The averaged softmax output of `sources` on a batch of uint8 crops.
+
+    Args:
+        sources: one or more networks (several: model averaging, as in section 6).
+        images: (B, 227, 227, 3) centre crops, or (B, P, 227, 227, 3) with P patches per image
+            (ten-patch testing, section 4.1), uint8.
+
+    Returns:
+        (B, K) float32: the mean over patches, then over models, of the softmax outputs.
+    """
+    images = np.asarray(images)
+    patches = images.shape[1] if images.ndim == 5 else 1
+    flat = images.reshape((-1,) + images.shape[-3:])
+    per_model = []
+    for source in sources:
+        probs = source.predict(flat)["predictions"]
+        per_model.append(probs.reshape(images.shape[0], patches, -1).mean(axis=1))
+    return np.mean(per_model, axis=0, dtype=np.float64).astype(np.float32)
+
+
+def top_k_classes(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """The k most probable classes per row, most probable first; ties go to the lower index."""
+    return np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+
+
+@dataclasses.dataclass
+class ErrorCounter:
+    """Counts top-k mistakes over masked batches, overall and per class."""
+
+    num_classes: int
+    count: int = 0
+    top_k: tuple[int, ...] = TOP_K
+
+    def __post_init__(self):
+        self.per_class_count = np.zeros(self.num_classes, np.int64)
+        self.per_class_wrong = {k: np.zeros(self.num_classes, np.int64) for k in self.top_k}
+
+    def update(self, probabilities: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> None:
+        mask = np.asarray(mask, bool)
+        probabilities, labels = np.asarray(probabilities)[mask], np.asarray(labels)[mask]
+        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise EvaluationError(
+                f"labels outside [0, {self.num_classes}): {sorted(set(labels.tolist()))[:10]}; "
+                "does the model's number of classes match the data's manifest?"
+            )
+        top = top_k_classes(probabilities, max(self.top_k))
+        self.count += labels.size
+        np.add.at(self.per_class_count, labels, 1)
+        for k in self.top_k:
+            wrong = ~(top[:, :k] == labels[:, None]).any(axis=1)
+            np.add.at(self.per_class_wrong[k], labels[wrong], 1)
+
+    def errors(self) -> dict[str, float]:
+        """{"top1_error": ..., "top5_error": ...} as fractions."""
+        if not self.count:
+            raise EvaluationError("no example was scored")
+        return {
+            f"top{k}_error": float(w.sum() / self.count) for k, w in self.per_class_wrong.items()
+        }
+
+    def per_class_errors(self, wnids: Sequence[str]) -> list[dict]:
+        rows = []
+        for c, wnid in enumerate(wnids):
+            n = int(self.per_class_count[c])
+            row = {"class": c, "wnid": wnid, "num_examples": n}
+            for k, wrong in self.per_class_wrong.items():
+                row[f"top{k}_error"] = float(wrong[c] / n) if n else None
+            rows.append(row)
+        return rows
+
+
+def score(
+    sources: Sequence[ModelSource],
+    batches: Iterable,
+    num_classes: int,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> ErrorCounter:
+    """Scores every unmasked example of `batches` of (images uint8, labels, mask) once."""
+    counter = ErrorCounter(num_classes)
+    for images, labels, mask in batches:
+        counter.update(average_probabilities(sources, np.asarray(images)), labels, mask)
+        if progress is not None:
+            progress(counter.count)
+    return counter
+
+
+def evaluate(
+    checkpoints: Sequence[str],
+    data_dir: str,
+    *,
+    batch_size: int = 16,
+    modes: Sequence[str] = MODES,
+    per_class: bool = False,
+    workdir: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Top-1/top-5 error of one model or the average of several on the validation split.
+
+    Args:
+        checkpoints: training WORKDIRs, `ckpt-N` prefixes or exported SavedModels; several are
+            averaged.
+        data_dir: the directory with the manifest and validation shards.
+        batch_size: images per batch (ten-patch batches hold 10× as many crops).
+        modes: any of "center" and "ten_patch".
+        per_class: also report the errors of every class.
+        workdir: where eval.json and the TensorBoard events go (nothing is written if None).
+        log: progress and result lines go here.
+
+    Returns:
+        {"num_examples": N, "checkpoints": [...], "center": {"top1_error", "top5_error"},
+         "ten_patch": {...}} (plus "per_class" lists when asked).
+
+    Raises:
+        EvaluationError: if the number of scored examples differs from the manifest's.
+    """
+    from alexnet_tf.input_pipeline import input_errors, make_eval_dataset
+
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise ValueError(f"modes must be a non-empty subset of {MODES}; received {list(modes)}")
+    manifest = load_manifest(data_dir)
+    split = manifest.split("validation")
+    sources = [load_source(path, manifest) for path in checkpoints]
+    for source in sources:
+        if source.num_classes != manifest.num_classes:
+            raise EvaluationError(
+                f"{source.name} has {source.num_classes} classes but {manifest.path} has "
+                f"{manifest.num_classes}"
+            )
+    result = {
+        "num_examples": split.num_examples,
+        "checkpoints": [s.name for s in sources],
+        "data_dir": os.path.abspath(data_dir),
+    }
+    for mode in modes:
+        dataset = make_eval_dataset(
+            split.files,
+            batch_size,
+            label_offset=manifest.label_offset,
+            ten_patch=mode == "ten_patch",
+            num_classes=manifest.num_classes,
+        )
+        every = max(1, split.num_examples // 10)
+        last = [0]
+
+        def progress(count, mode=mode, every=every, last=last):
+            if count - last[0] >= every or count == split.num_examples:
+                log(f"{mode}: scored {count}/{split.num_examples}")
+                last[0] = count
+
+        with input_errors(split.files):
+            counter = score(
+                sources, dataset.as_numpy_iterator(), manifest.num_classes, progress=progress
+            )
+        log(f"{mode}: scored {counter.count} examples; the manifest has {split.num_examples}")
+        if counter.count != split.num_examples:
+            raise EvaluationError(
+                f"{mode}: scored {counter.count} validation examples but {manifest.path} lists "
+                f"{split.num_examples}; are the shards complete?"
+            )
+        result[mode] = counter.errors()
+        log(
+            f"{mode}: top-1 error {result[mode]['top1_error']:.4f}, "
+            f"top-5 error {result[mode]['top5_error']:.4f}"
+        )
+        if per_class:
+            result.setdefault("per_class", {})[mode] = counter.per_class_errors(manifest.synsets)
+    if workdir:
+        write_results(workdir, result, step=max(s.step for s in sources))
+    return result
+
+
+def write_results(workdir: str, result: dict, step: int = 0) -> str:
+    """Writes WORKDIR/eval.json atomically and eval/top{1,5}_error to TensorBoard.
+
+    Each mode gets its own TensorBoard run (WORKDIR/eval/center, WORKDIR/eval/ten_patch), so the
+    two curves share one chart per tag.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "eval.json")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, path)
+    for mode in MODES:
+        if mode not in result:
+            continue
+        writer = tf.summary.create_file_writer(os.path.join(workdir, "eval", mode))
+        with writer.as_default():
+            for name, value in result[mode].items():
+                tf.summary.scalar(f"eval/{name}", value, step=step)
+        writer.close()
+    return path

@@ -1,0 +1,56 @@
+"""Exports a trained network as a SavedModel that takes JPEG/PNG bytes (see exporting.py).
+
+    python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/demo
+    python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/demo10 --ten_patch
+
+The SavedModel needs only TensorFlow:
+
+    saved_model_cli run --dir exported/demo --tag_set serve --signature_def serving_default \
+        --inputs images=images.npy      # a numpy array of encoded image bytes (dtype S)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from alexnet_tf import common_flags, exporting, tool_errors
+
+EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Where the SavedModel is written.")
+CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "A ckpt-N prefix to export instead of the latest one of --workdir."
+)
+TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned by the serving signature.")
+TEN_PATCH = flags.DEFINE_bool(
+    "ten_patch", False, "Average the ten patches of section 4.1 instead of the centre patch."
+)
+OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --export_dir.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    checkpoint = CHECKPOINT.value or common_flags.WORKDIR.value
+    if not checkpoint:
+        raise app.UsageError("pass --workdir (a training run) or --checkpoint")
+    if not EXPORT_DIR.value:
+        raise app.UsageError("pass --export_dir")
+    with tool_errors.reported("export"):
+        path = exporting.export(
+            checkpoint,
+            EXPORT_DIR.value,
+            data_dir=common_flags.DATA_DIR.value,
+            top_k=TOP_K.value,
+            ten_patch=TEN_PATCH.value,
+            overwrite=OVERWRITE.value,
+        )
+    print(f"export: SavedModel written to {path}")
+
+
+def run_main() -> None:
+    app.run(main, argv=sys.argv)
+
+
+if __name__ == "__main__":
+    run_main()

@@ -1,0 +1,267 @@
+"""A self-contained SavedModel of a trained network: JPEG/PNG bytes in, top-k classes out.
+
+Everything between the encoded image and the answer runs inside the graph, the way the paper
+prepares its test images (sections 2 and 4.1) and `input_pipeline.make_eval_dataset` does:
+decode, cut the central square and resize it to 256×256, then the 227×227 centre patch or the
+ten patches (corners and centre, and their reflections, softmax averaged), and the model's own
+input normalization. Loading needs TensorFlow only: no alexnet_tf code.
+
+Signatures:
+    serving_default  images: string [B] (encoded JPEG or PNG) →
+                     top_k_indices int32 [B, k], top_k_wnids string [B, k],
+                     top_k_texts string [B, k], top_k_probabilities float32 [B, k],
+                     probabilities float32 [B, K], valid bool [B].
+                     A string that is not an image gives valid=False, zero probabilities,
+                     indices -1 and empty names, and does not fail the batch.
+    predict_images   images: float32 [B, 227, 227, 3] already normalized → the same outputs
+                     (no `valid`).
+    fc7              images: string [B] → fc7 float32 [B, 4096] (centre patch), valid bool [B].
+    predict_crops    crops: uint8 [B, 227, 227, 3] → predictions [B, K], fc7 [B, 4096]
+                     (used by alexnet_tf.evaluate/visualize/retrieve on exported models).
+
+    python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/demo
+    saved_model_cli run --dir exported/demo --tag_set serve --signature_def serving_default \
+        --input_exprs 'images=[open("cat.jpg","rb").read()]'
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from alexnet_tf.augment import STORED_SIZE
+from alexnet_tf.input_pipeline import TEN_PATCHES
+from alexnet_tf.model import IMAGE_SIZE, TOWERS, endpoints_model
+
+
+def stored_image(image: tf.Tensor) -> tf.Tensor:
+    """Section 2: the central square of a decoded image, resized to 256×256 if it is not.
+
+    The same operations as `input_pipeline`'s evaluation input (which works on JPEG bytes only):
+    crop the central square, then resize with antialiasing, round and clip.
+    """
+    shape = tf.shape(image)
+    side = tf.minimum(shape[0], shape[1])
+    y, x = (shape[0] - side) // 2, (shape[1] - side) // 2
+    square = image[y : y + side, x : x + side]
+
+    def resize():
+        resized = tf.image.resize(square, [STORED_SIZE, STORED_SIZE], antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    image = tf.cond(side == STORED_SIZE, lambda: square, resize)
+    return tf.ensure_shape(image, [STORED_SIZE, STORED_SIZE, 3])
+
+
+def crops_of(image: tf.Tensor, ten_patch: bool) -> tf.Tensor:
+    """[P, 227, 227, 3]: the centre patch (P=1), or the ten patches of section 4.1 in the order
+    of `input_pipeline.TEN_PATCHES` followed by their reflections (P=10)."""
+    offsets = TEN_PATCHES if ten_patch else TEN_PATCHES[:1]  # TEN_PATCHES[0] is the centre
+    patches = tf.stack([image[y : y + IMAGE_SIZE, x : x + IMAGE_SIZE] for y, x in offsets])
+    return tf.concat([patches, tf.reverse(patches, axis=[2])], axis=0) if ten_patch else patches
+
+
+class ExportModule(tf.Module):
+    """The trained network, its normalizer and its class names, with serving functions."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        normalizer: tf.Module,
+        wnids: Sequence[str],
+        texts: Sequence[str],
+        *,
+        top_k: int = 5,
+        ten_patch: bool = False,
+        step: int = 0,
+    ):
+        super().__init__(name="alexnet_export")
+        num_classes = model.output_shape[-1]
+        if len(wnids) != num_classes or len(texts) != num_classes:
+            raise ValueError(
+                f"the model has {num_classes} classes but {len(wnids)} wnids and {len(texts)} texts"
+            )
+        if not 1 <= top_k <= num_classes:
+            raise ValueError(f"top_k must be in [1, {num_classes}]; received {top_k}")
+        # The Keras model is kept out of the saved object graph (as keras.export.ExportArchive
+        # does): saved as Keras layers, its variables are not restored by the TF1-style loaders
+        # of `saved_model_cli run` and TF Serving. `save` lists the variables the functions use.
+        self._keras = _Untracked(model, endpoints_model(model, ["fc7", "predictions"]))
+        self.normalizer = normalizer
+        self.wnids = tf.Variable(list(wnids), trainable=False, name="wnids")
+        self.texts = tf.Variable(list(texts), trainable=False, name="texts")
+        self.step = tf.Variable(step, trainable=False, dtype=tf.int64, name="step")
+        self.top_k = top_k
+        self.ten_patch = ten_patch
+        self.num_classes = num_classes
+
+    # -- helpers traced into the signatures --------------------------------------------------
+    def _decode(self, images: tf.Tensor, ten_patch: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """Encoded strings [n] → crops [n, P, 227, 227, 3] uint8 and valid [n] bool.
+
+        Decoding runs in a tf.data pipeline with `ignore_errors`, the one graph-level way to drop
+        an element whose decoding fails without failing the whole call; the surviving indices say
+        which inputs were images.
+        """
+        n = tf.shape(images, out_type=tf.int64)[0]
+        patches = 10 if ten_patch else 1
+
+        def decode(index, data):
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            return index, crops_of(stored_image(image), ten_patch)
+
+        sentinel = (
+            tf.constant(-1, tf.int64),
+            tf.zeros([patches, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8),
+        )
+        dataset = (
+            tf.data.Dataset.from_tensor_slices((tf.range(n), images))
+            .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .ignore_errors()
+            # The sentinel makes sure one batch always comes out, even if nothing decoded.
+            .concatenate(tf.data.Dataset.from_tensors(sentinel))
+            .batch(n + 1)
+        )
+        indices, crops = dataset.get_single_element()
+        indices, crops = indices[:-1], crops[:-1]
+        valid = tf.scatter_nd(indices[:, None], tf.ones_like(indices, tf.bool), [n])
+        shape = tf.concat([[n], tf.shape(crops, out_type=tf.int64)[1:]], 0)
+        return tf.scatter_nd(indices[:, None], crops, shape), valid
+
+    def _run(self, crops: tf.Tensor) -> dict[str, tf.Tensor]:
+        """uint8 crops [n, P, 227, 227, 3] → patch-averaged predictions and fc7 [n, ...]."""
+        n, patches = tf.shape(crops)[0], tf.shape(crops)[1]
+        flat = tf.reshape(crops, [-1, IMAGE_SIZE, IMAGE_SIZE, 3])
+        out = self._keras.endpoints(self.normalizer(flat, training=False), training=False)
+        return {
+            name: tf.reduce_mean(tf.reshape(value, [n, patches, value.shape[-1]]), axis=1)
+            for name, value in out.items()
+        }
+
+    def _top_k(self, probabilities: tf.Tensor, valid: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.where(valid[:, None], probabilities, tf.zeros_like(probabilities))
+        values, indices = tf.math.top_k(probabilities, k=self.top_k)
+        indices = tf.where(valid[:, None], indices, -tf.ones_like(indices))
+        safe = tf.maximum(indices, 0)
+        empty = tf.fill(tf.shape(indices), "")
+        return {
+            "top_k_indices": indices,
+            "top_k_wnids": tf.where(valid[:, None], tf.gather(self.wnids, safe), empty),
+            "top_k_texts": tf.where(valid[:, None], tf.gather(self.texts, safe), empty),
+            "top_k_probabilities": values,
+            "probabilities": probabilities,
+            "valid": valid,
+        }
+
+    # -- the exported functions -------------------------------------------------------------
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve(self, images):
+        crops, valid = self._decode(images, self.ten_patch)
+        return self._top_k(self._run(crops)["predictions"], valid)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name="images")
+        ]
+    )
+    def predict_images(self, images):
+        probabilities = self._keras.model(images, training=False)
+        outputs = self._top_k(probabilities, tf.ones(tf.shape(images)[:1], tf.bool))
+        del outputs["valid"]
+        return outputs
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def fc7(self, images):
+        crops, valid = self._decode(images, ten_patch=False)
+        features = self._run(crops)["fc7"]
+        return {"fc7": tf.where(valid[:, None], features, tf.zeros_like(features)), "valid": valid}
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name="crops")]
+    )
+    def predict_crops(self, crops):
+        return self._run(crops[:, None])
+
+    @tf.function(input_signature=[])
+    def conv1_kernels(self):
+        """(11, 11, 3, 96), tower a's 48 first, as `model.conv1_kernels`."""
+        return tf.concat([self._keras.model.get_layer(f"conv1_{t}").kernel for t in TOWERS], -1)
+
+    def signatures(self) -> dict:
+        return {
+            "serving_default": self.serve,
+            "predict_images": self.predict_images,
+            "fc7": self.fc7,
+            "predict_crops": self.predict_crops,
+        }
+
+
+class _Untracked:
+    """Holds Keras objects where tf.Module's automatic tracking does not look."""
+
+    def __init__(self, model: keras.Model, endpoints: keras.Model):
+        self.model, self.endpoints = model, endpoints
+
+
+def save(module: ExportModule, export_dir: str, *, overwrite: bool = False) -> str:
+    """Writes the SavedModel into a temporary sibling directory, then renames it into place."""
+    export_dir = os.path.abspath(export_dir)
+    if os.path.exists(export_dir) and not overwrite:
+        raise FileExistsError(f"--export_dir {export_dir} exists; pass --overwrite to replace it")
+    tmp = f"{export_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    signatures = module.signatures()
+    used = {}
+    for fn in [*signatures.values(), module.conv1_kernels]:
+        for v in fn.get_concrete_function().variables:
+            used.setdefault(id(v), v)
+    module.saved_variables = list(used.values())
+    tf.saved_model.save(module, tmp, signatures=signatures)
+    if os.path.exists(export_dir):
+        shutil.rmtree(export_dir)
+    os.replace(tmp, export_dir)
+    return export_dir
+
+
+def export(
+    checkpoint: str,
+    export_dir: str,
+    *,
+    data_dir: str | None = None,
+    top_k: int = 5,
+    ten_patch: bool = False,
+    overwrite: bool = False,
+) -> str:
+    """Exports the model of a training run (WORKDIR or `ckpt-N`) as a SavedModel.
+
+    Args:
+        checkpoint: a training WORKDIR (latest checkpoint) or a checkpoint prefix.
+        export_dir: where the SavedModel goes.
+        data_dir: a data directory whose manifest gives the class names and normalization
+            statistics if the run's own `data_dir` is gone.
+        top_k: how many classes `serving_default` returns.
+        ten_patch: average the ten patches (section 4.1) instead of using the centre patch.
+        overwrite: replace an existing `export_dir`.
+
+    Returns:
+        The absolute path of the SavedModel.
+    """
+    from alexnet_tf.manifest import load_manifest
+    from alexnet_tf.sources import CheckpointSource
+
+    manifest = load_manifest(data_dir) if data_dir else None
+    source = CheckpointSource(checkpoint, manifest=manifest)
+    module = ExportModule(
+        source.model,
+        source.normalizer,
+        source.wnids,
+        source.texts,
+        top_k=top_k,
+        ten_patch=ten_patch,
+        step=source.step,
+    )
+    return save(module, export_dir, overwrite=overwrite)

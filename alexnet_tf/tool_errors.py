@@ -1,0 +1,32 @@
+"""How the evaluation and export binaries report a bad input: one line naming it, exit status 1."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from alexnet_tf.checkpoints import CheckpointError
+from alexnet_tf.manifest import ManifestError
+
+# Errors whose message already names the bad flag or file; anything else is a bug and keeps its
+# traceback.
+_USER_ERRORS: tuple[type[Exception], ...] = (
+    CheckpointError,
+    ManifestError,
+    FileExistsError,
+    FileNotFoundError,
+    ValueError,
+)
+
+
+@contextlib.contextmanager
+def reported(program: str):
+    """Turns the errors a user can act on into `program: message` on stderr and exit status 1."""
+    from alexnet_tf.evaluation import EvaluationError
+    from alexnet_tf.input_pipeline import InputError
+
+    try:
+        yield
+    except (*_USER_ERRORS, EvaluationError, InputError) as e:
+        print(f"{program}: error: {e}", file=sys.stderr)
+        sys.exit(1)

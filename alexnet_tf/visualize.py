@@ -1,0 +1,52 @@
+"""The learned conv1 filters (figure 3) and validation images with their top-5 guesses (figure 4).
+
+    python -m alexnet_tf.visualize --workdir=runs/demo               # → runs/demo/figures/*.png
+    python -m alexnet_tf.visualize --checkpoint=exported/demo --data_dir=DATA --output_dir=/tmp/f
+
+Writes conv1_kernels.png (tower a's 48 kernels in the top rows, tower b's below, each 11×11
+kernel drawn 4× larger and scaled to 0–255) and top5.png, and the same images to TensorBoard.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+from alexnet_tf import common_flags, figures, tool_errors
+
+CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "A ckpt-N prefix or exported SavedModel; default: the latest of --workdir."
+)
+OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the PNGs go; default WORKDIR/figures.")
+NUM_IMAGES = flags.DEFINE_integer("num_images", 8, "Validation images in top5.png (0: none).")
+COLUMNS = flags.DEFINE_integer("columns", 4, "Images per row of top5.png.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    workdir = common_flags.WORKDIR.value
+    checkpoint = CHECKPOINT.value or workdir
+    if not checkpoint:
+        raise app.UsageError("pass --workdir (a training run) or --checkpoint")
+    output_dir = OUTPUT_DIR.value or (os.path.join(workdir, "figures") if workdir else None)
+    if not output_dir:
+        raise app.UsageError("pass --output_dir or --workdir")
+    with tool_errors.reported("visualize"):
+        figures.write_figures(
+            checkpoint,
+            output_dir,
+            data_dir=common_flags.DATA_DIR.value,
+            num_images=NUM_IMAGES.value,
+            columns=COLUMNS.value,
+        )
+
+
+def run_main() -> None:
+    app.run(main, argv=sys.argv)
+
+
+if __name__ == "__main__":
+    run_main()
