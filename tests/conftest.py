@@ -51,3 +51,75 @@ def demo_data_dir(demo_tree, tmp_path_factory) -> str:
     )
     assert result.complete, result.errors
     return output_dir
+
+
+# The evaluation tools' tests run a 61M-parameter network on two CPU cores: they use a subset.
+TOOLS_VAL_RECORDS = 6
+TOOLS_TRAIN_RECORDS = 12
+
+
+@pytest.fixture(scope="session")
+def tools_data_dir(demo_data_dir, tmp_path_factory) -> str:
+    """The first records of the demo data set as a data directory of its own (same manifest
+    classes and statistics): 6 validation and 12 training images, one shard each."""
+    import shutil
+
+    import tensorflow as tf
+
+    from alexnet_tf.manifest import load_manifest, write_manifest
+
+    manifest = load_manifest(demo_data_dir)
+    output_dir = str(tmp_path_factory.mktemp("tools_data"))
+    raw = {k: v for k, v in manifest.raw.items() if k != "format"}
+    raw["splits"] = {}
+    for split, count in (("validation", TOOLS_VAL_RECORDS), ("train", TOOLS_TRAIN_RECORDS)):
+        name = f"{split}-00000-of-00001"
+        records = tf.data.TFRecordDataset(manifest.split(split).files).take(count)
+        with tf.io.TFRecordWriter(os.path.join(output_dir, name)) as writer:
+            for record in records:
+                writer.write(record.numpy())
+        shard = {"file": name, "num_records": count, "sha256": ""}
+        raw["splits"][split] = {"num_examples": count, "shards": [shard]}
+    shutil.copy(
+        os.path.join(demo_data_dir, manifest.statistics["mean_image"]),
+        os.path.join(output_dir, manifest.statistics["mean_image"]),
+    )
+    write_manifest(output_dir, raw)
+    return output_dir
+
+
+@pytest.fixture(scope="session")
+def tools_workdir(tools_data_dir, tmp_path_factory) -> str:
+    """A training WORKDIR (checkpoints.py layout) for the evaluation and export tools' tests.
+
+    An untrained 10-class AlexNet (He init, so the outputs differ between images) on
+    `tools_data_dir`, saved twice: checkpoints/ckpt-1, then ckpt-2 with other fc8 weights (two
+    "models" to average). Building and saving take seconds; the tools need no training.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from alexnet_tf.checkpoints import write_model_config
+    from alexnet_tf.model import build_alexnet
+
+    workdir = str(tmp_path_factory.mktemp("tools_workdir"))
+    model_kwargs = {"init": "he", "seed": 0}
+    write_model_config(
+        workdir,
+        {
+            "num_classes": 10,
+            "model": model_kwargs,
+            # 1/64 keeps the He-initialized logits small enough that the softmax is not one-hot.
+            "preprocessing": {"mean": "image", "pca_std": 0.1, "input_scale": 1 / 64},
+            "data_dir": tools_data_dir,
+        },
+    )
+    model = build_alexnet(10, **model_kwargs)
+    checkpoint = tf.train.Checkpoint(model=model)
+    prefix = os.path.join(workdir, "checkpoints", "ckpt")
+    checkpoint.save(prefix)
+    fc8 = model.get_layer("fc8")
+    rng = np.random.default_rng(1)
+    fc8.kernel.assign(rng.permutation(fc8.kernel.numpy(), axis=1))
+    checkpoint.save(prefix)
+    return workdir

@@ -207,9 +207,9 @@ def _finish(results, tasks, output_dir, synsets, texts, label_offset, options) -
     statistics = {}
     if "train" in splits:
         accumulator = stats.Accumulator()
-        for result in results:
-            if result.stats_file:
-                accumulator.merge(stats.Accumulator.load(result.stats_file))
+        for task in tasks:  # in shard order, so the float sums are the same on every run
+            if by_file[task.file].stats_file:
+                accumulator.merge(stats.Accumulator.load(by_file[task.file].stats_file))
         if accumulator.num_images:
             statistics = accumulator.finish(output_dir)
     manifest = {

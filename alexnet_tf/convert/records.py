@@ -71,7 +71,9 @@ def to_example(
         "image/object/bbox/label": ints(*[label] * len(bboxes)),
     }
     example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString()
+    # Features is a protobuf map: without `deterministic` its order varies between processes,
+    # and then so would the shard checksums that resuming relies on.
+    return example.SerializeToString(deterministic=True)
 
 
 def crop_bboxes(

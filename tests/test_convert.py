@@ -1,0 +1,409 @@
+"""The converter on a tiny ILSVRC-style tree of real photographs with every bad case planted.
+
+The tree (built once per module) holds real photographs from scikit-learn and scikit-image:
+a class folder, a class packed as the official per-class .tar, and a folder of repairs:
+
+    PNG bytes behind .JPEG, CMYK JPEG, grayscale JPEG          -> repaired, kept
+    empty file, text file, truncated JPEG, corrupt JPEG header -> skipped, reported
+
+Shards are read back with plain tf.data and tf.train.Example, never with our own reader.
+"""
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet_tf.convert import ConvertError, convert
+from alexnet_tf.convert.verify import verify
+from alexnet_tf.demo_data import encode_jpeg, sample_photographs
+from alexnet_tf.manifest import load_manifest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOL = os.path.join(REPO, "tools", "build_imagenet_tfrecords.py")
+TENCH, TABBY, FENCE = "n01440764", "n02123045", "n03000134"
+GOOD = {
+    f"{TENCH}_china.JPEG": 0,
+    f"{TENCH}_flower.JPEG": 0,
+    f"{TENCH}_rocket.JPEG": 0,
+    f"{TENCH}_png.JPEG": 0,
+    f"{TABBY}_chelsea.JPEG": 1,
+    f"{TABBY}_cmyk.JPEG": 1,
+    f"{TABBY}_hubble.JPEG": 1,
+    f"{FENCE}_gray.JPEG": 2,
+    f"{FENCE}_astronaut.JPEG": 2,
+}
+REPAIRED = {
+    f"{TENCH}_png.JPEG": "PNG",
+    f"{TABBY}_cmyk.JPEG": "CMYK",
+    f"{FENCE}_gray.JPEG": "grayscale",
+}
+SKIPPED = {
+    f"{TENCH}_empty.JPEG": "empty",
+    f"{TENCH}_notes.JPEG": "not an image",
+    f"{TABBY}_truncated.JPEG": "truncated",
+    f"{FENCE}_corrupt.JPEG": "undecodable",
+}
+VAL = [("chelsea", TABBY), ("china", TENCH), ("camera", FENCE), ("coffee", TABBY)]
+OPTIONS = dict(train_shards=6, val_shards=2, resize=256, show_progress=False)
+
+
+def _png(image):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _voc_xml(width, height, box):
+    xmin, ymin, xmax, ymax = box
+    return (
+        f"<annotation><size><width>{width}</width><height>{height}</height></size><object>"
+        f"<name>x</name><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
+        f"<ymax>{ymax}</ymax></bndbox></object></annotation>"
+    ).encode()
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """The planted tree: {"root", "train", "val", "labels", "bbox", "sources"}."""
+    photos = sample_photographs()
+    root = str(tmp_path_factory.mktemp("ilsvrc"))
+    train, val = os.path.join(root, "train"), os.path.join(root, "val")
+    china = encode_jpeg(photos["china"])
+    files = {
+        f"{TENCH}/{TENCH}_china.JPEG": china,
+        f"{TENCH}/{TENCH}_flower.JPEG": encode_jpeg(photos["flower"]),
+        f"{TENCH}/{TENCH}_rocket.JPEG": encode_jpeg(photos["rocket"]),
+        f"{TENCH}/{TENCH}_png.JPEG": _png(photos["astronaut"]),
+        f"{TENCH}/{TENCH}_empty.JPEG": b"",
+        f"{TENCH}/{TENCH}_notes.JPEG": b"photographer: unknown\nlicence: public domain\n",
+        f"{FENCE}/{FENCE}_gray.JPEG": encode_jpeg(photos["camera"]),
+        f"{FENCE}/{FENCE}_astronaut.JPEG": encode_jpeg(photos["astronaut"]),
+        f"{FENCE}/{FENCE}_corrupt.JPEG": china[:2] + b"\xff\x00" * 40 + china[82:],
+    }
+    for name, data in files.items():
+        _write(os.path.join(train, name), data)
+    members = {
+        f"{TABBY}_chelsea.JPEG": encode_jpeg(photos["chelsea"]),
+        f"{TABBY}_cmyk.JPEG": encode_jpeg(photos["coffee"], mode="CMYK"),
+        f"{TABBY}_hubble.JPEG": encode_jpeg(photos["hubble_deep_field"]),
+        f"{TABBY}_truncated.JPEG": china[: len(china) // 2],
+    }
+    with tarfile.open(os.path.join(train, f"{TABBY}.tar"), "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    for number, (photo, _) in enumerate(VAL, 1):
+        _write(os.path.join(val, f"ILSVRC2012_val_{number:08d}.JPEG"), encode_jpeg(photos[photo]))
+    labels = os.path.join(root, "val_labels.txt")
+    _write(labels, "".join(f"{wnid}\n" for _, wnid in VAL).encode())
+    bbox = os.path.join(root, "Annotation")
+    # china is 640×427: a box on the left half, partly outside the central 427×427 crop.
+    _write(os.path.join(bbox, TENCH, f"{TENCH}_china.xml"), _voc_xml(640, 427, (0, 100, 320, 300)))
+    _write(
+        os.path.join(bbox, "val", "ILSVRC2012_val_00000001.xml"),
+        _voc_xml(451, 300, (50, 20, 400, 280)),
+    )
+    return {
+        "root": root,
+        "train": train,
+        "val": val,
+        "labels": labels,
+        "bbox": bbox,
+        "files": files,
+    }
+
+
+@pytest.fixture(scope="module")
+def converted(tree, tmp_path_factory):
+    """The reference conversion: in this process, one worker."""
+    output = str(tmp_path_factory.mktemp("converted"))
+    result = convert(
+        output_dir=output,
+        train_dir=tree["train"],
+        val_dir=tree["val"],
+        val_labels=tree["labels"],
+        bbox_dir=tree["bbox"],
+        num_workers=1,
+        **OPTIONS,
+    )
+    return output, result
+
+
+def read_records(files):
+    """Every record of `files` as a dict, parsed with plain tf.train.Example."""
+    import tensorflow as tf
+
+    records = []
+    for serialized in tf.data.TFRecordDataset(files).as_numpy_iterator():
+        feature = tf.train.Example.FromString(serialized).features.feature
+        record = {}
+        for key, value in feature.items():
+            kind = value.WhichOneof("kind")
+            record[key] = list(getattr(value, kind).value)
+        records.append(record)
+    return records
+
+
+def test_records_read_back_with_plain_tf_data(converted):
+    import tensorflow as tf
+
+    output, result = converted
+    assert result.complete and not result.errors
+    manifest = load_manifest(output)
+    assert manifest.synsets == [TENCH, TABBY, FENCE]
+    assert manifest.texts == ["tench, Tinca tinca", "tabby, tabby cat", "chainlink fence"]
+    records = read_records(manifest.split("train").files)
+    by_name = {r["image/filename"][0].decode(): r for r in records}
+    assert set(by_name) == set(GOOD)
+    for name, label in GOOD.items():
+        record = by_name[name]
+        assert record["image/class/label"] == [label]
+        assert record["image/class/synset"] == [manifest.synsets[label].encode()]
+        assert record["image/class/text"] == [manifest.texts[label].encode()]
+        assert record["image/format"] == [b"JPEG"] and record["image/colorspace"] == [b"RGB"]
+        assert record["image/height"] == record["image/width"] == [256]
+        assert record["image/channels"] == [3]
+        image = tf.io.decode_jpeg(record["image/encoded"][0]).numpy()
+        assert image.shape == (256, 256, 3)
+    assert [n for n in manifest.split("train").num_records] == [
+        len(read_records([f])) for f in manifest.split("train").files
+    ]
+    assert manifest.split("train").num_examples == len(GOOD)
+    val = read_records(manifest.split("validation").files)
+    labels = {r["image/filename"][0].decode(): r["image/class/label"][0] for r in val}
+    expected = {
+        f"ILSVRC2012_val_{i:08d}.JPEG": [TENCH, TABBY, FENCE].index(w)
+        for i, (_, w) in enumerate(VAL, 1)
+    }
+    assert labels == expected
+
+
+def test_bad_files_are_reported_by_content(converted):
+    output, result = converted
+    manifest = load_manifest(output).raw
+    skipped = {os.path.basename(s["file"].split(":")[-1]): s["reason"] for s in manifest["skipped"]}
+    repaired = {
+        os.path.basename(s["file"].split(":")[-1]): s["reason"] for s in manifest["repaired"]
+    }
+    assert repaired.pop("ILSVRC2012_val_00000003.JPEG").startswith("grayscale")  # val's camera
+    assert set(skipped) == set(SKIPPED)
+    for name, word in SKIPPED.items():
+        assert word in skipped[name], (name, skipped[name])
+    assert set(repaired) == set(REPAIRED)
+    for name, word in REPAIRED.items():
+        assert word in repaired[name], (name, repaired[name])
+    assert {s["split"] for s in manifest["skipped"]} == {"train"}
+    assert any(
+        s["file"].startswith(f"{TABBY}.tar:") for s in manifest["skipped"]
+    )  # read in the tar
+
+
+def test_repairs_keep_the_picture(converted):
+    """The CMYK coffee photo comes out as the same RGB picture, not inverted or tinted."""
+    import tensorflow as tf
+
+    output, _ = converted
+    records = read_records(load_manifest(output).split("train").files)
+    record = next(r for r in records if r["image/filename"] == [f"{TABBY}_cmyk.JPEG".encode()])
+    got = tf.io.decode_jpeg(record["image/encoded"][0]).numpy().astype(np.float32)
+    coffee = Image.fromarray(sample_photographs()["coffee"])
+    side = min(coffee.size)
+    box = ((coffee.width - side) / 2, (coffee.height - side) / 2)
+    want = coffee.resize((256, 256), Image.BILINEAR, box=(*box, box[0] + side, box[1] + side))
+    assert np.abs(got - np.asarray(want, np.float32)).mean() < 12
+
+
+def test_bounding_boxes_follow_the_central_crop(converted):
+    output, _ = converted
+    records = read_records(load_manifest(output).split("train").files)
+    china = next(r for r in records if r["image/filename"] == [f"{TENCH}_china.JPEG".encode()])
+    # 640×427 -> crop x in [106.5, 533.5]: box x 0..320 -> 0..(320-106.5)/427; y 100..300 of 427.
+    np.testing.assert_allclose(china["image/object/bbox/xmin"], [0.0], atol=1e-6)
+    np.testing.assert_allclose(china["image/object/bbox/xmax"], [(320 - 106.5) / 427], atol=1e-5)
+    np.testing.assert_allclose(china["image/object/bbox/ymin"], [100 / 427], atol=1e-5)
+    np.testing.assert_allclose(china["image/object/bbox/ymax"], [300 / 427], atol=1e-5)
+    assert china["image/object/bbox/label"] == [0]
+    others = [r for r in records if r is not china]
+    assert all(r.get("image/object/bbox/xmin", []) == [] for r in others)
+
+
+def test_statistics_match_the_records(converted):
+    import tensorflow as tf
+
+    output, _ = converted
+    manifest = load_manifest(output)
+    images = np.stack(
+        [
+            tf.io.decode_jpeg(r["image/encoded"][0]).numpy().astype(np.float64)
+            for r in read_records(manifest.split("train").files)
+        ]
+    )
+    # The statistics are taken before JPEG encoding, the records after: allow its small error.
+    assert np.abs(manifest.mean_image() - images.mean(0)).mean() < 2.0
+    np.testing.assert_allclose(manifest.channel_mean(), images.mean((0, 1, 2)), atol=2.0)
+    covariance = np.asarray(manifest.statistics["rgb_covariance"])
+    np.testing.assert_allclose(covariance, np.cov(images.reshape(-1, 3).T), rtol=0.05)
+    values, vectors = manifest.eigen()
+    assert list(values) == sorted(values, reverse=True) and values[-1] > 0
+    np.testing.assert_allclose(covariance @ vectors, vectors * values, rtol=1e-3, atol=1e-2)
+    assert manifest.statistics["num_images"] == len(GOOD)
+
+
+def test_resize_zero_keeps_original_bytes_and_label_offset(tree, tmp_path):
+    output = str(tmp_path)
+    result = convert(
+        output_dir=output, train_dir=tree["train"], label_offset=1, num_workers=1,
+        **{**OPTIONS, "resize": 0, "train_shards": 2},
+    )  # fmt: skip
+    assert result.complete and set(result.num_examples) == {"train"}
+    manifest = load_manifest(output)
+    assert manifest.label_offset == 1
+    records = {
+        r["image/filename"][0].decode(): r for r in read_records(manifest.split("train").files)
+    }
+    original = tree["files"][f"{TENCH}/{TENCH}_china.JPEG"]
+    assert records[f"{TENCH}_china.JPEG"]["image/encoded"] == [original]
+    assert records[f"{TENCH}_china.JPEG"]["image/height"] == [427]
+    assert records[f"{TENCH}_china.JPEG"]["image/class/label"] == [1]
+    assert records[f"{FENCE}_gray.JPEG"]["image/class/label"] == [3]
+    assert records[f"{TENCH}_png.JPEG"]["image/encoded"][0][:3] == b"\xff\xd8\xff"
+    assert records[f"{TENCH}_png.JPEG"]["image/width"] == [512]
+
+
+def test_labels_file_sets_order_and_text(tree, tmp_path):
+    labels_file = tmp_path / "classes.txt"
+    labels_file.write_text(f"{FENCE} wire fence\n{TABBY}\n{TENCH}\nn09999999 no images\n")
+    result = convert(
+        output_dir=str(tmp_path / "out"), val_dir=tree["val"], val_labels=tree["labels"],
+        labels_file=str(labels_file), num_workers=1, **OPTIONS,
+    )  # fmt: skip
+    manifest = load_manifest(str(tmp_path / "out"))
+    assert result.complete and manifest.synsets == [FENCE, TABBY, TENCH, "n09999999"]
+    assert manifest.texts[:3] == ["wire fence", "tabby, tabby cat", "tench, Tinca tinca"]
+    labels = {r["image/filename"][0].decode(): r["image/class/label"][0]
+              for r in read_records(manifest.split("validation").files)}  # fmt: skip
+    assert labels["ILSVRC2012_val_00000003.JPEG"] == 0
+
+
+def test_val_file_without_valid_label_stops_the_run(tree, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text(f"{TABBY}\n{TENCH}\n{FENCE}\n")
+    with pytest.raises(ConvertError, match="ILSVRC2012_val_00000004.JPEG has no label"):
+        convert(output_dir=str(tmp_path / "a"), train_dir=tree["train"], val_dir=tree["val"],
+                val_labels=str(short), num_workers=1, **OPTIONS)  # fmt: skip
+    alien = tmp_path / "alien.txt"
+    alien.write_text(f"{TABBY}\nn04596742\n{FENCE}\n{TABBY}\n")
+    with pytest.raises(ConvertError, match="ILSVRC2012_val_00000002.JPEG has label 'n04596742'"):
+        convert(output_dir=str(tmp_path / "b"), train_dir=tree["train"], val_dir=tree["val"],
+                val_labels=str(alien), num_workers=1, **OPTIONS)  # fmt: skip
+    assert not os.path.exists(tmp_path / "b" / "manifest.json")
+
+
+def test_verify_accepts_good_shards_and_names_bad_ones(converted, tmp_path):
+    output, _ = converted
+    good = verify(output, show_progress=False)
+    assert good.ok and good.num_records == len(GOOD) + len(VAL), good.problems
+    copy = str(tmp_path / "copy")
+    shutil.copytree(output, copy)
+    shard = load_manifest(copy).split("train").files[1]
+    with open(shard, "r+b") as f:
+        f.seek(40)
+        byte = f.read(1)
+        f.seek(40)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.remove(load_manifest(copy).split("validation").files[0])
+    bad = verify(copy, show_progress=False)
+    assert not bad.ok
+    assert any(os.path.basename(shard) in p and "SHA-256" in p for p in bad.problems)
+    assert any("validation-00000-of-00002: missing" in p for p in bad.problems)
+
+
+def test_splits_converted_separately_share_one_manifest(tree, tmp_path):
+    output = str(tmp_path)
+    common = dict(output_dir=output, num_workers=1, **OPTIONS)
+    assert convert(train_dir=tree["train"], **common).complete
+    assert convert(train_dir=tree["train"], val_dir=tree["val"], val_labels=tree["labels"],
+                   **common).shards_reused == 6  # fmt: skip
+    manifest = load_manifest(output)
+    assert manifest.split("train").num_examples == len(GOOD)
+    assert manifest.split("validation").num_examples == len(VAL)
+    assert manifest.statistics["num_images"] == len(GOOD)
+
+
+def _tool(args, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, TOOL, *args], cwd=REPO, env=env, **kwargs)
+
+
+def test_tool_exit_status_and_message_on_bad_input(tree, tmp_path):
+    missing = tmp_path / "missing.txt"
+    process = _tool(
+        [f"--output_dir={tmp_path}", f"--val_dir={tree['val']}", f"--val_labels={missing}"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert f"--val_labels={missing} can't be read" in stderr
+
+
+def _digests(folder):
+    names = sorted(n for n in os.listdir(folder) if "-of-" in n and not n.startswith("."))
+    return {
+        n: hashlib.sha256(open(os.path.join(folder, n), "rb").read()).hexdigest() for n in names
+    }
+
+
+def test_killed_run_resumes_to_identical_shards(tree, converted, tmp_path):
+    """SIGKILL mid-run leaves only whole shards; the re-run (2 workers) equals the reference."""
+    import tensorflow as tf
+
+    reference, _ = converted
+    output = str(tmp_path / "out")
+    args = [
+        f"--output_dir={output}", f"--train_dir={tree['train']}", f"--val_dir={tree['val']}",
+        f"--val_labels={tree['labels']}", f"--bbox_dir={tree['bbox']}", "--train_shards=6",
+        "--val_shards=2",
+    ]  # fmt: skip
+    first = _tool([*args, "--num_workers=1"], start_new_session=True, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (os.path.isdir(output) and _digests(output)) and first.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    done = _digests(output)
+    assert 0 < len(done) < 8, "the kill should land mid-run"
+    assert not os.path.exists(os.path.join(output, "manifest.json"))
+    for name in done:  # every shard under a final name is whole
+        tf.data.TFRecordDataset(os.path.join(output, name)).reduce(0, lambda n, _: n + 1)
+
+    second = _tool([*args, "--num_workers=2", "--verify"], stderr=subprocess.PIPE, text=True)
+    _, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr
+    assert f"{len(done)} kept" in stderr
+    assert _digests(output) == _digests(reference)
+    with (
+        open(os.path.join(output, "manifest.json")) as f,
+        open(os.path.join(reference, "manifest.json")) as g,
+    ):
+        ours, theirs = json.load(f), json.load(g)
+    assert ours["splits"] == theirs["splits"] and ours["statistics"] == theirs["statistics"]
+    assert not [n for n in os.listdir(output) if ".tmp-" in n]

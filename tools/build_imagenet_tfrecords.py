@@ -1,0 +1,104 @@
+"""Converts ILSVRC-2012 (or any data in its layout) to TFRecord shards and manifest.json.
+
+Section 2 of the paper: images rescaled so the shorter side is 256, then the central 256×256
+patch (`--resize=256`); the mean image and RGB eigenvectors of sections 2 and 4.1 are computed
+in the same pass. Exit status 0 only when every shard (and, with --verify, every record) is good.
+
+    python tools/build_imagenet_tfrecords.py \
+        --train_dir=/data/ILSVRC2012/train --val_dir=/data/ILSVRC2012/val \
+        --val_labels=/data/ILSVRC2012/LOC_val_solution.csv --output_dir=/data/imagenet-tfrecords
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from alexnet_tf.convert import ConvertError, convert  # noqa: E402
+from alexnet_tf.convert.converter import DEFAULT_QUALITY, DEFAULT_SEED  # noqa: E402
+from alexnet_tf.convert.verify import verify  # noqa: E402
+from alexnet_tf.manifest import ManifestError  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("train_dir", None, "train/<wnid>/ folders or <wnid>.tar files; omit to skip.")
+flags.DEFINE_string("val_dir", None, "Validation images (folder or ILSVRC2012_img_val.tar).")
+flags.DEFINE_string(
+    "val_labels",
+    None,
+    "Validation labels: LOC_val_solution.csv, the devkit's "
+    "ILSVRC2012_validation_ground_truth.txt, or one wnid per line in sorted file-name order.",
+)
+flags.DEFINE_string(
+    "val_synset_order",
+    None,
+    "For devkit ground truth: the devkit's meta.mat (default: beside --val_labels) or a file "
+    "of wnids in ILSVRC2012_ID order.",
+)
+flags.DEFINE_string("labels_file", None, "'wnid [words]' lines: label order (default: sorted).")
+flags.DEFINE_string("bbox_dir", None, "Bounding-box XMLs (Annotation/<wnid>/*.xml), optional.")
+flags.DEFINE_string("output_dir", None, "Where shards and manifest.json go.")
+flags.DEFINE_integer("train_shards", 1024, "Number of training shards.")
+flags.DEFINE_integer("val_shards", 128, "Number of validation shards.")
+flags.DEFINE_integer("resize", 256, "Shorter side to N + central N×N crop; 0 keeps the bytes.")
+flags.DEFINE_integer("jpeg_quality", DEFAULT_QUALITY, "Quality of re-encoded JPEGs.")
+flags.DEFINE_integer("label_offset", 0, "Added to stored labels; 1 = old 1-based readers.")
+flags.DEFINE_integer("num_workers", None, "Writer processes (default: all cores).")
+flags.DEFINE_integer("seed", DEFAULT_SEED, "Seed of the record shuffle.")
+flags.DEFINE_bool("verify", False, "Re-read every shard after writing and check it.")
+flags.mark_flag_as_required("output_dir")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        result = convert(
+            output_dir=FLAGS.output_dir,
+            train_dir=FLAGS.train_dir,
+            val_dir=FLAGS.val_dir,
+            val_labels=FLAGS.val_labels,
+            val_synset_order=FLAGS.val_synset_order,
+            labels_file=FLAGS.labels_file,
+            bbox_dir=FLAGS.bbox_dir,
+            train_shards=FLAGS.train_shards,
+            val_shards=FLAGS.val_shards,
+            resize=FLAGS.resize,
+            jpeg_quality=FLAGS.jpeg_quality,
+            label_offset=FLAGS.label_offset,
+            num_workers=FLAGS.num_workers,
+            seed=FLAGS.seed,
+        )
+    except ConvertError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for kind, entries in (("skipped", result.skipped), ("repaired", result.repaired)):
+        for entry in entries:
+            print(f"{kind}: {entry['file']}: {entry['reason']}", file=sys.stderr)
+    print(
+        f"{result.num_examples} records; {len(result.skipped)} skipped, {len(result.repaired)} "
+        f"repaired; {result.shards_written} shards written, {result.shards_reused} kept",
+        file=sys.stderr,
+    )
+    if not result.complete:
+        for error in result.errors:
+            print(f"error: {error}", file=sys.stderr)
+        print("incomplete: run the same command again to finish", file=sys.stderr)
+        return 1
+    print(f"wrote {result.manifest_path}", file=sys.stderr)
+    if FLAGS.verify:
+        try:
+            checked = verify(FLAGS.output_dir)
+        except ManifestError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        for problem in checked.problems:
+            print(f"verify: {problem}", file=sys.stderr)
+        print(f"verify: {checked.num_records} records, {len(checked.problems)} problems")
+        return 0 if checked.ok else 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
