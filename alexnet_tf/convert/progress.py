@@ -25,17 +25,21 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval = interval if self.tty else max(interval, 10.0)
         self.start = self.last = time.monotonic()
+        self.base = None  # images done at the first update: the rate counts from there, so
+        # the seconds workers spend starting up don't make the first estimates absurd
 
     def update(self, count: int) -> None:
-        self.done += count
         now = time.monotonic()
+        if self.base is None:
+            self.base, self.start = self.done, now
+        self.done += count
         if now - self.last >= self.interval or self.done >= self.total:
             self.last = now
             self._draw(now)
 
     def line(self, now: float | None = None) -> str:
         elapsed = max((now or time.monotonic()) - self.start, 1e-9)
-        rate = self.done / elapsed
+        rate = (self.done - (self.base or 0)) / elapsed
         left = (self.total - self.done) / rate if rate > 0 else 0.0
         fraction = self.done / self.total if self.total else 1.0
         bar = "#" * int(fraction * 20)

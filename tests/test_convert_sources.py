@@ -1,0 +1,170 @@
+"""Finding images and labels: the three validation label formats, tar archives, class texts."""
+
+import io
+import os
+import tarfile
+
+import numpy as np
+import pytest
+
+from alexnet_tf.convert import images, records, sources
+from alexnet_tf.convert.progress import Progress
+from alexnet_tf.convert.sources import ConvertError
+
+NAMES = [f"ILSVRC2012_val_{i:08d}.JPEG" for i in (1, 2, 3)]
+WNIDS = ["n02123045", "n01440764", "n02123045"]
+# The devkit orders synsets by ILSVRC2012_ID, not by wnid: here tench is id 2, tabby id 1.
+DEVKIT_ORDER = ["n02123045", "n01440764"]
+
+
+def test_plain_wnid_per_line(tmp_path):
+    path = tmp_path / "val_labels.txt"
+    path.write_text("".join(f"{w}\n" for w in WNIDS))
+    assert sources.read_val_labels(str(path), NAMES) == WNIDS
+    # ILSVRC names index the file by their number, so a subset still finds its labels.
+    assert sources.read_val_labels(str(path), NAMES[2:]) == WNIDS[2:]
+
+
+def test_plain_labels_follow_sorted_names_for_other_files(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text("n1\nn2\n")
+    assert sources.read_val_labels(str(path), ["b.jpg", "a.jpg"]) == ["n2", "n1"]
+
+
+def test_loc_val_solution_csv(tmp_path):
+    path = tmp_path / "LOC_val_solution.csv"
+    rows = [
+        "ImageId,PredictionString",
+        "ILSVRC2012_val_00000003,n02123045 10 20 30 40 n02123045 1 2 3 4 ",
+        "ILSVRC2012_val_00000001,n02123045 5 5 50 50 ",
+        "ILSVRC2012_val_00000002,n01440764 0 0 9 9 ",
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    assert sources.read_val_labels(str(path), NAMES) == WNIDS
+
+
+def test_devkit_ground_truth_with_text_synset_order(tmp_path):
+    truth = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
+    truth.write_text("1\n2\n1\n")
+    order = tmp_path / "order.txt"
+    order.write_text("".join(f"{w}\n" for w in DEVKIT_ORDER))
+    assert sources.read_val_labels(str(truth), NAMES, str(order)) == WNIDS
+
+
+def test_devkit_ground_truth_with_meta_mat_beside_it(tmp_path):
+    from scipy.io import savemat
+
+    synsets = np.zeros((3,), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O")])
+    # meta.mat also lists non-leaf synsets with ids > 1000; they are not classes.
+    for i, (ilsvrc_id, wnid) in enumerate([(2, "n01440764"), (1, "n02123045"), (1001, "n0")]):
+        synsets[i] = (np.array([[ilsvrc_id]]), np.array([wnid]))
+    savemat(str(tmp_path / "meta.mat"), {"synsets": synsets})
+    truth = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
+    truth.write_text("1\n2\n1\n")
+    assert sources.read_val_labels(str(truth), NAMES) == WNIDS
+
+
+def test_devkit_ground_truth_without_synset_order_says_what_to_give(tmp_path):
+    truth = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
+    truth.write_text("1\n2\n1\n")
+    with pytest.raises(ConvertError, match="--val_synset_order"):
+        sources.read_val_labels(str(truth), NAMES)
+
+
+def test_missing_label_names_the_file(tmp_path):
+    path = tmp_path / "LOC_val_solution.csv"
+    path.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n02123045 1 1 2 2\n")
+    with pytest.raises(ConvertError, match="ILSVRC2012_val_00000002.JPEG has no label"):
+        sources.read_val_labels(str(path), NAMES)
+
+
+def test_val_tar_and_train_tar_are_read_in_place(tmp_path):
+    from alexnet_tf.demo_data import encode_jpeg, sample_photographs
+
+    data = encode_jpeg(sample_photographs()["chelsea"])
+    archive_path = tmp_path / "ILSVRC2012_img_val.tar"
+    with tarfile.open(archive_path, "w") as archive:
+        for name in NAMES:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{w}\n" for w in WNIDS))
+    items = sources.list_val(str(archive_path), str(labels), sorted(set(WNIDS)), {})
+    assert [i.basename for i in items] == NAMES
+    assert [i.label for i in items] == [1, 0, 1]
+    assert all(sources.read_bytes(i) == data for i in items)
+
+
+def test_classes_sorted_with_packaged_texts(tmp_path):
+    for name in ("n02123045", "n01440764", "x_custom"):
+        os.makedirs(tmp_path / name)
+    synsets, texts = sources.find_classes(str(tmp_path), None)
+    assert synsets == ["n01440764", "n02123045", "x_custom"]
+    assert texts == ["tench, Tinca tinca", "tabby, tabby cat", "x_custom"]
+
+
+def test_packaged_table_is_the_1000_ilsvrc_classes():
+    table = sources.packaged_class_texts()
+    ilsvrc = [w for w in table if w.startswith("n")]
+    assert len(ilsvrc) == 1000
+    assert table["n15075141"] == "toilet tissue, toilet paper, bathroom tissue"
+    assert table["n02012849"] == table["n03126707"] == "crane"  # the bird and the machine
+
+
+def test_labels_file_must_cover_every_folder(tmp_path):
+    os.makedirs(tmp_path / "train" / "n01440764")
+    os.makedirs(tmp_path / "train" / "n02123045")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("n01440764\n")
+    with pytest.raises(ConvertError, match=r"\['n02123045'\].*not in --labels_file"):
+        sources.find_classes(str(tmp_path / "train"), str(labels))
+
+
+def test_bounding_box_xml_is_normalised_and_clipped(tmp_path):
+    path = tmp_path / "a.xml"
+    path.write_text(
+        "<annotation><size><width>200</width><height>100</height></size>"
+        "<object><bndbox><xmin>150</xmin><ymin>-5</ymin><xmax>50</xmax><ymax>50</ymax>"
+        "</bndbox></object></annotation>"
+    )
+    assert sources.read_bboxes(str(path)) == [(0.25, 0.0, 0.75, 0.5)]
+    # A box half outside a central crop keeps its inside part.
+    assert records.crop_bboxes([(0.0, 0.2, 0.5, 0.6)], (0.25, 0.0, 0.5, 1.0)) == [
+        (0.0, 0.2, 0.5, 0.6)
+    ]
+    assert records.crop_bboxes([(0.0, 0.0, 0.2, 1.0)], (0.25, 0.0, 0.5, 1.0)) == []
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [(b"", "empty"), (b"%PDF-1.4 ...", "not an image"), (b"\xff\xd8\xff\xe0" + b"\0" * 64, "JPEG")],
+)
+def test_bad_bytes_raise_with_reason(data, reason):
+    with pytest.raises(images.BadImageError, match=reason):
+        images.process(data, resize=256, quality=95, want_pixels=True)
+
+
+def test_resize_is_shorter_side_then_central_crop():
+    from PIL import Image
+
+    from alexnet_tf.demo_data import encode_jpeg, sample_photographs
+
+    rocket = sample_photographs()["rocket"]  # 640 wide, 427 high
+    done = images.process(encode_jpeg(rocket), resize=256, quality=95, want_pixels=True)
+    assert (done.height, done.width) == (256, 256) and done.pixels.shape == (256, 256, 3)
+    left = (640 - 427) / 2
+    assert done.crop == pytest.approx((left / 640, 0.0, 427 / 640, 1.0))
+    want = Image.fromarray(rocket).resize(
+        (256, 256), Image.BILINEAR, box=(left, 0, left + 427, 427)
+    )
+    assert np.abs(done.pixels.astype(float) - np.asarray(want, float)).mean() < 3
+
+
+def test_progress_line_has_rate_and_time_left():
+    stream = io.StringIO()
+    bar = Progress(100, "convert", stream=stream)
+    bar.update(10)
+    bar.update(90)
+    line = stream.getvalue().strip().splitlines()[-1]
+    assert "100/100" in line and "images/s" in line and "left" in line
