@@ -1,0 +1,136 @@
+"""The SavedModel export: same answers as the checkpoint, no project code needed to run it."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import exporting
+from alexnet_tf.input_pipeline import eval_crops, parse_example
+from alexnet_tf.manifest import load_manifest
+from alexnet_tf.sources import CheckpointSource, SavedModelSource
+
+# Runs in a fresh interpreter with -I (no PYTHONPATH, no user site, not the repository as cwd).
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import tensorflow as tf
+
+    export_dir, inputs, outputs = sys.argv[1:]
+    loaded = tf.saved_model.load(export_dir)
+    images = tf.constant(np.load(inputs))
+    served = loaded.signatures["serving_default"](images=images)
+    features = loaded.signatures["fc7"](images=images)
+    np.savez(outputs, fc7=features["fc7"].numpy(), fc7_valid=features["valid"].numpy(),
+             **{k: np.asarray(v.numpy(), "S" if v.dtype == tf.string else None)
+                for k, v in served.items()})
+    assert not [m for m in sys.modules if m.startswith("alexnet_tf")], "project code was loaded"
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def source(tools_workdir):
+    return CheckpointSource(tools_workdir)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tools_workdir, tmp_path_factory):
+    """The export binary's SavedModel of the tools workdir (centre patch, top 5)."""
+    export_dir = str(tmp_path_factory.mktemp("export") / "alexnet")
+    proc = subprocess.run(
+        [sys.executable, "-m", "alexnet_tf.export", f"--workdir={tools_workdir}",
+         f"--export_dir={export_dir}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"SavedModel written to {export_dir}" in proc.stdout
+    return export_dir
+
+
+@pytest.fixture(scope="module")
+def encoded(tools_data_dir):
+    """Two validation JPEGs from the shards, a PNG photograph, and a string that is no image."""
+    from skimage import data
+
+    files = load_manifest(tools_data_dir).split("validation").files
+    jpegs = [parse_example(r)["encoded"].numpy() for r in tf.data.TFRecordDataset(files).take(2)]
+    png = tf.io.encode_png(data.coffee()).numpy()
+    return jpegs + [png, b"this is not an image"]
+
+
+def test_fresh_process_gives_the_checkpoints_probabilities(export_dir, encoded, source, tmp_path):
+    script, inputs, outputs = tmp_path / "run.py", tmp_path / "in.npy", tmp_path / "out.npz"
+    script.write_text(FRESH_PROCESS)
+    np.save(inputs, np.array(encoded))  # fixed-width bytes: no pickle needed to read them back
+    proc = subprocess.run(
+        [sys.executable, "-I", str(script), export_dir, str(inputs), str(outputs)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = dict(np.load(outputs))
+    # The checkpoint, fed by the input pipeline's own centre crop of the same JPEG bytes.
+    crops = np.stack([eval_crops(tf.constant(e)).numpy() for e in encoded[:2]])
+    want = source.predict(crops)
+    np.testing.assert_allclose(got["probabilities"][:2], want["predictions"], atol=2e-6)
+    np.testing.assert_allclose(got["fc7"][:2], want["fc7"], rtol=1e-4, atol=1e-3)
+    top = np.argsort(-want["predictions"], axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(got["top_k_indices"][:2], top)
+    assert [w.decode() for w in got["top_k_wnids"][0]] == [source.wnids[i] for i in top[0]]
+    assert [t.decode() for t in got["top_k_texts"][0]] == [source.texts[i] for i in top[0]]
+    # The PNG decodes; the string that is not an image gives an error result, not a crash.
+    np.testing.assert_array_equal(got["valid"], [True, True, True, False])
+    np.testing.assert_array_equal(got["fc7_valid"], [True, True, True, False])
+    assert got["probabilities"][2].sum() == pytest.approx(1, abs=1e-5)
+    assert not got["probabilities"][3].any() and not got["fc7"][3].any()
+    assert (got["top_k_indices"][3] == -1).all() and got["top_k_wnids"][3].tolist() == [b""] * 5
+
+
+def test_saved_model_cli_runs_it(export_dir, encoded, tmp_path):
+    inputs = tmp_path / "in.npy"
+    np.save(inputs, np.array([encoded[0], encoded[-1]]))
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    proc = subprocess.run(
+        [cli, "run", "--dir", export_dir, "--tag_set", "serve", "--signature_def",
+         "serving_default", "--inputs", f"images={inputs}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Result for output key valid:\n[ True False]" in proc.stdout
+    assert "Result for output key top_k_wnids:" in proc.stdout
+
+
+def test_ten_patch_and_float_signatures(source, encoded, tmp_path):
+    module = exporting.ExportModule(
+        source.model, source.normalizer, source.wnids, source.texts, top_k=3, ten_patch=True
+    )
+    served = module.serve(tf.constant(encoded[:2]))
+    patches = np.stack([eval_crops(tf.constant(e), ten_patch=True).numpy() for e in encoded[:2]])
+    want = source.predict(patches.reshape(-1, 227, 227, 3))["predictions"]
+    want = want.reshape(2, 10, -1).mean(axis=1)
+    np.testing.assert_allclose(served["probabilities"], want, atol=2e-6)
+    assert served["top_k_indices"].shape == (2, 3)
+    normalized = source.normalizer(patches[:, 0], training=False)
+    floats = module.predict_images(normalized)
+    want = source.predict(patches[:, 0])["predictions"]
+    np.testing.assert_allclose(floats["probabilities"], want, atol=2e-6)
+    os.makedirs(tmp_path / "taken")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        exporting.save(module, str(tmp_path / "taken"))
+
+
+def test_tools_run_on_the_savedmodel(export_dir, source, encoded):
+    exported = SavedModelSource(export_dir)
+    assert exported.wnids == source.wnids and exported.texts == source.texts
+    assert exported.step == source.step == 2
+    np.testing.assert_array_equal(exported.conv1_kernels(), source.conv1_kernels())
+    crops = np.stack([eval_crops(tf.constant(e)).numpy() for e in encoded[:2]])
+    np.testing.assert_allclose(
+        exported.predict(crops)["predictions"], source.predict(crops)["predictions"], atol=2e-6
+    )
