@@ -1,0 +1,103 @@
+"""What training shows in TensorBoard and in its progress line.
+
+Scalars `train/loss`, `train/top1_error`, `train/top5_error`, `train/learning_rate`,
+`train/images_per_sec`, `eval/top1_error`, `eval/top5_error`; a histogram of every weight; and
+the 96 conv1 kernels as one image, the way figure 3 of the paper shows them.
+
+    tensorboard --logdir WORKDIR/tensorboard
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf.model import TOWERS
+
+
+class Window:
+    """Training statistics summed since the last progress line."""
+
+    def __init__(self):
+        self.last_loss = math.nan
+        self._reset()
+
+    def _reset(self):
+        self.images, self.loss, self.wrong1, self.wrong5, self.seconds = 0, 0.0, 0.0, 0.0, 0.0
+
+    def add(
+        self, images: int, loss_sum: float, wrong1: float, wrong5: float, seconds: float
+    ) -> None:
+        """Adds one step: its images, summed loss, wrong counts and time (input + update)."""
+        self.images += images
+        self.seconds += seconds
+        self.loss += loss_sum
+        self.wrong1 += wrong1
+        self.wrong5 += wrong5
+
+    def flush(self) -> dict[str, float]:
+        """Means over the window (loss, top-1/top-5 error) and its images per second."""
+        n = max(self.images, 1)
+        stats = {
+            "loss": self.loss / n,
+            "top1_error": self.wrong1 / n,
+            "top5_error": self.wrong5 / n,
+            "images_per_sec": self.images / max(self.seconds, 1e-9),
+        }
+        self.last_loss = stats["loss"]
+        self._reset()
+        return stats
+
+
+class Writer:
+    """A TensorBoard writer that does nothing on processes other than the chief."""
+
+    def __init__(self, logdir: str, enabled: bool = True):
+        self._writer = tf.summary.create_file_writer(logdir) if enabled else None
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self._writer is None:
+            return
+        with self._writer.as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+
+    def weights(self, step: int, model: keras.Model) -> None:
+        """Histograms of every trainable variable and the conv1 kernels as an image."""
+        if self._writer is None:
+            return
+        with self._writer.as_default(step=step):
+            for v in model.trainable_variables:
+                tf.summary.histogram(f"weights/{v.path}", tf.convert_to_tensor(v))
+            kernels = np.concatenate(
+                [model.get_layer(f"conv1_{t}").kernel.numpy() for t in TOWERS], -1
+            )
+            tf.summary.image("conv1/filters", filter_grid(kernels)[None])
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def filter_grid(kernels: np.ndarray, columns: int = 12, scale: int = 4) -> np.ndarray:
+    """Tiles (h, w, 3, n) kernels, each stretched to [0, 1], into one RGB image (h·rows, w·cols).
+
+    With 96 kernels and 12 columns: tower a's 48 fill the top four rows, tower b's the bottom four,
+    as in figure 3. Each tile is enlarged `scale` times and framed by a one-pixel white line.
+    """
+    h, w, _, n = kernels.shape
+    lo = kernels.min(axis=(0, 1, 2), keepdims=True)
+    hi = kernels.max(axis=(0, 1, 2), keepdims=True)
+    tiles = (kernels - lo) / np.maximum(hi - lo, 1e-12)
+    tiles = tiles.repeat(scale, 0).repeat(scale, 1)
+    rows = math.ceil(n / columns)
+    th, tw = h * scale + 1, w * scale + 1
+    grid = np.ones((rows * th + 1, columns * tw + 1, 3), np.float32)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        grid[r * th + 1 : (r + 1) * th, c * tw + 1 : (c + 1) * tw] = tiles[..., i]
+    return grid

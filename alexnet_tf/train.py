@@ -1,0 +1,114 @@
+"""Trains AlexNet the way section 5 of the paper does.
+
+    python -m alexnet_tf.train --flagfile=configs/alexnet.cfg --data_dir=DATA --workdir=RUN
+    python -m alexnet_tf.train --flagfile=configs/demo.cfg          # the 10-class digit demo
+
+Re-running the same command resumes from RUN/checkpoints; RUN/flags.cfg replays the run.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+from alexnet_tf import common_flags, distribution, schedules, training
+from alexnet_tf.model import INITS
+
+_F = training.TrainConfig  # defaults below are the paper's, from the TrainConfig fields
+
+TRAIN_STEPS = flags.DEFINE_integer("train_steps", 0, "Steps to train; 0 means use --epochs.")
+EPOCHS = flags.DEFINE_float("epochs", _F.epochs, "Passes over the training split (section 5).")
+BATCH_SIZE = flags.DEFINE_integer("batch_size", _F.batch_size, "Global batch size (section 5).")
+LEARNING_RATE = flags.DEFINE_float("learning_rate", _F.learning_rate, "Initial learning rate.")
+MOMENTUM = flags.DEFINE_float("momentum", _F.momentum, "SGD momentum (section 5).")
+WEIGHT_DECAY = flags.DEFINE_float("weight_decay", _F.weight_decay, "Weight decay (section 5).")
+SCHEDULE = flags.DEFINE_enum(
+    "schedule", _F.schedule, schedules.SCHEDULES,
+    "plateau: divide on a validation plateau (section 5); step: at --lr_boundaries.",
+)  # fmt: skip
+LR_DECAY_FACTOR = flags.DEFINE_float("lr_decay_factor", _F.lr_decay_factor, "Factor per drop.")
+LR_BOUNDARIES = flags.DEFINE_list("lr_boundaries", [], "Steps where --schedule=step drops.")
+PLATEAU_PATIENCE = flags.DEFINE_integer(
+    "plateau_patience", _F.plateau_patience, "Evaluations without improvement before a drop."
+)
+PLATEAU_MIN_DELTA = flags.DEFINE_float(
+    "plateau_min_delta", _F.plateau_min_delta, "Top-1 error decrease that counts as improvement."
+)
+PLATEAU_MAX_DROPS = flags.DEFINE_integer(
+    "plateau_max_drops", _F.plateau_max_drops, "Most drops of the plateau schedule."
+)
+SEED = flags.DEFINE_integer("seed", _F.seed, "Seed of weights, dropout and data order.")
+DETERMINISTIC = flags.DEFINE_bool(
+    "deterministic",
+    False,
+    "Deterministic ops and data order: a resumed run equals an unbroken one.",
+)
+CHECKPOINT_EVERY_STEPS = flags.DEFINE_integer(
+    "checkpoint_every_steps", _F.checkpoint_every_steps, "Steps between checkpoints."
+)
+KEEP_CHECKPOINTS = flags.DEFINE_integer("keep_checkpoints", _F.keep_checkpoints, "Kept on disk.")
+EVAL_EVERY_STEPS = flags.DEFINE_integer(
+    "eval_every_steps", _F.eval_every_steps, "Steps between evaluations (0: only at the end)."
+)
+EVAL_BATCH_SIZE = flags.DEFINE_integer("eval_batch_size", 0, "0: same as --batch_size.")
+LOG_EVERY_STEPS = flags.DEFINE_integer("log_every_steps", _F.log_every_steps, "Progress lines.")
+PLACEMENT = flags.DEFINE_enum(
+    "placement", _F.placement, distribution.PLACEMENTS,
+    "two_towers: the paper's two-GPU split of the network (section 3.2).",
+)  # fmt: skip
+STRATEGY = flags.DEFINE_enum(
+    "strategy", _F.strategy, distribution.STRATEGIES,
+    "default: one device; mirrored: all local GPUs; multi_worker: machines from TF_CONFIG.",
+)  # fmt: skip
+MIXED_PRECISION = flags.DEFINE_enum(
+    "mixed_precision", _F.mixed_precision, training.MIXED_PRECISION,
+    "Compute dtype of the layers on accelerators (weights stay float32).",
+)  # fmt: skip
+XLA = flags.DEFINE_bool("xla", False, "Compile the forward and backward pass with XLA.")
+INIT = flags.DEFINE_enum("init", _F.init, INITS, "paper: N(0, 0.01) and biases of 1 (section 5).")
+DROPOUT_RATE = flags.DEFINE_float("dropout_rate", _F.dropout_rate, "Section 4.2.")
+MEAN = flags.DEFINE_string("mean", _F.mean, "Mean subtracted from inputs (see input_pipeline).")
+PCA_STD = flags.DEFINE_float("pca_std", _F.pca_std, "Std of the PCA colour noise (section 4.1).")
+INPUT_SCALE = flags.DEFINE_float("input_scale", _F.input_scale, "Multiplies centred inputs.")
+SHUFFLE_BUFFER = flags.DEFINE_integer("shuffle_buffer", _F.shuffle_buffer, "Training shuffle.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    if not common_flags.DATA_DIR.value or not common_flags.WORKDIR.value:
+        sys.exit("error: --data_dir and --workdir are required (or --flagfile=configs/....cfg)")
+    try:
+        boundaries = [int(b) for b in LR_BOUNDARIES.value]
+    except ValueError:
+        sys.exit(f"error: --lr_boundaries must be integers; received {LR_BOUNDARIES.value}")
+    config = training.TrainConfig(
+        data_dir=common_flags.DATA_DIR.value,
+        workdir=common_flags.WORKDIR.value,
+        lr_boundaries=boundaries,
+        **{name: flags.FLAGS[name].value for name in _CONFIG_FLAGS},
+    )
+    try:
+        config.validate()
+        common_flags.write_flags_file(config.workdir)
+        result = training.train(config)
+    except (training.ConfigError, training.NonFiniteLossError) as e:
+        sys.exit(f"error: {e}")
+    logging.info(
+        "Finished at step %d: %s (checkpoint %s)", result.step, result.eval, result.checkpoint
+    )
+
+
+_CONFIG_FLAGS = [
+    f.name for f in training.dataclasses.fields(training.TrainConfig)
+    if f.name not in ("data_dir", "workdir", "lr_boundaries")
+]  # fmt: skip
+
+
+def run_main() -> None:
+    app.run(main, argv=sys.argv)
+
+
+if __name__ == "__main__":
+    run_main()
