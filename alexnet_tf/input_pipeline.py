@@ -98,29 +98,30 @@ def parse_example(serialized: tf.Tensor, label_offset: int = 0) -> dict[str, tf.
 
 
 def _checked(serialized, shard, label_offset, num_classes):
-    """parse_example, then asserts that name the record: a JPEG and a label in range."""
+    """parse_example, then asserts that name the record: a JPEG and a label in range.
+
+    The message pieces are constants or tensors already at hand, so nothing is formatted unless
+    a check fails; `input_errors` joins the pieces back into one sentence.
+    """
     example = parse_example(serialized, label_offset)
-    where = tf.strings.join(["record ", example["filename"], " in ", shard])
-    stored = tf.strings.as_string(tf.cast(example["label"], tf.int64) + label_offset)
+    name = example["filename"]
     upper = num_classes if num_classes is not None else tf.int32.max
     in_range = (example["label"] >= 0) & (example["label"] < upper)
     checks = [
         tf.debugging.Assert(
             tf.io.is_jpeg(example["encoded"]),
-            [tf.strings.join([_MARK, where, ": image/encoded is not a JPEG image"])],
+            [_MARK + "record", name, "in", shard, "has image/encoded that is not a JPEG image"],
         ),
         tf.debugging.Assert(
             in_range,
             [
-                tf.strings.join(
-                    [
-                        _MARK,
-                        where,
-                        ": image/class/label ",
-                        stored,
-                        f" minus label_offset {label_offset} is not a class index in [0, {upper})",
-                    ]
-                )
+                _MARK + "record",
+                name,
+                "in",
+                shard,
+                "has image/class/label",
+                tf.cast(example["label"], tf.int64) + label_offset,
+                f"which minus label_offset {label_offset} is not a class index in [0, {upper})",
             ],
         ),
     ]
@@ -409,9 +410,10 @@ def input_errors(files: Sequence[str]) -> Iterator[None]:
         raise InputError(f"a shard disappeared while reading it: {_first_line(e)}") from None
     except tf.errors.InvalidArgumentError as e:
         text = str(e)
-        marked = re.search(re.escape(_MARK) + r"(.*)\]", text)
-        if marked:
-            raise InputError(marked.group(1)) from None
+        marked = re.search(re.escape(_MARK) + r".*", text)
+        if marked:  # the pieces of a _checked assertion: "[mark record] [name] [in] ..."
+            pieces = re.findall(r"\[([^\]]*)\]", "[" + marked.group(0))
+            raise InputError(" ".join(pieces).removeprefix(_MARK)) from None
         if not re.search(r"JPEG|jpeg|image file format|crop window", text):
             raise
         raise InputError(

@@ -431,6 +431,9 @@ def test_records_that_do_not_decode_are_named(data, tmp_path):
 
 def test_labels_out_of_range_are_named(data):
     dataset = ip.make_eval_dataset([data["original"]], 2, num_classes=5)  # offset 0: 1..5
-    message = r"original_4.JPEG.*label 5 minus label_offset 0"
+    message = (
+        r"^record original_4.JPEG in \S*original-00000-of-00001 has image/class/label 5 "
+        r"which minus label_offset 0 is not a class index in \[0, 5\)$"
+    )
     with pytest.raises(ip.InputError, match=message), ip.input_errors([data["original"]]):
         list(dataset)
