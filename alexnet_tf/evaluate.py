@@ -10,12 +10,13 @@ eval/top1_error, eval/top5_error to TensorBoard (runs WORKDIR/eval/center and ev
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
 
 from alexnet_tf import common_flags, evaluation, tool_errors
-from alexnet_tf.sources import training_data_dir
+from alexnet_tf.sources import resolve_data_dir, training_workdir
 
 CHECKPOINTS = flags.DEFINE_list(
     "checkpoints", [],
@@ -34,19 +35,20 @@ def main(argv: list[str]) -> None:
     checkpoints = CHECKPOINTS.value or ([workdir] if workdir else [])
     if not checkpoints:
         raise app.UsageError("pass --workdir (a training run) or --checkpoints=a,b,c")
-    if not workdir and len(checkpoints) > 1:
-        raise app.UsageError("--workdir is needed to hold eval.json of an average of models")
-    data_dir = common_flags.DATA_DIR.value or training_data_dir(checkpoints[0])
-    if not data_dir:
-        raise app.UsageError(f"pass --data_dir: {checkpoints[0]} records no data directory")
+    if not workdir:
+        if len(checkpoints) > 1:
+            raise app.UsageError("pass --workdir: it holds eval.json of an average of models")
+        workdir = training_workdir(checkpoints[0])  # None: a SavedModel or a bad path
+        if workdir is None and os.path.isdir(checkpoints[0]):
+            raise app.UsageError("pass --workdir: it holds eval.json of a SavedModel")
     with tool_errors.reported("evaluate"):
         result = evaluation.evaluate(
             checkpoints,
-            data_dir,
+            resolve_data_dir(checkpoints[0], common_flags.DATA_DIR.value),
             batch_size=BATCH_SIZE.value,
             modes=MODES.value,
             per_class=PER_CLASS.value,
-            workdir=workdir or checkpoints[0],
+            workdir=workdir,
         )
     print(f"evaluate: {result['num_examples']} validation examples scored")
 

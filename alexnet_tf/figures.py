@@ -258,17 +258,17 @@ def write_figures(
         {"conv1_kernels": path, "top5": path (if drawn)}.
     """
     from alexnet_tf.manifest import load_manifest
-    from alexnet_tf.sources import load_source, training_data_dir
+    from alexnet_tf.sources import load_source, resolve_data_dir
 
-    data_dir = data_dir or training_data_dir(checkpoint)
-    manifest = load_manifest(data_dir) if data_dir else None
+    if num_images > 0 or data_dir:
+        manifest = load_manifest(resolve_data_dir(checkpoint, data_dir))
+    else:
+        manifest = None  # the filters alone need no data
     source = load_source(checkpoint, manifest)
     step = source.step if step is None else step
     paths = {"conv1_kernels": os.path.join(output_dir, "conv1_kernels.png")}
     pictures = {"conv1_kernels": kernel_grid(source.conv1_kernels())}
     if num_images > 0:
-        if manifest is None:
-            raise ValueError(f"--data_dir is needed: {checkpoint} records no data directory")
         from alexnet_tf.input_pipeline import input_errors, make_eval_dataset
 
         split = manifest.split("validation")

@@ -243,12 +243,9 @@ def retrieve(
     from alexnet_tf import figures
     from alexnet_tf.input_pipeline import input_errors, make_eval_dataset
     from alexnet_tf.manifest import load_manifest
-    from alexnet_tf.sources import load_source, training_data_dir
+    from alexnet_tf.sources import load_source, resolve_data_dir
 
-    data_dir = data_dir or training_data_dir(checkpoint)
-    if not data_dir:
-        raise ValueError(f"--data_dir is needed: {checkpoint} records no data directory")
-    manifest = load_manifest(data_dir)
+    manifest = load_manifest(resolve_data_dir(checkpoint, data_dir))
     source = load_source(checkpoint, manifest)
     splits = {"validation": (manifest.split("validation"), num_queries),
               "train": (manifest.split("train"), max_database)}  # fmt: skip

@@ -16,6 +16,7 @@ import sys
 from absl import app, flags
 
 from alexnet_tf import common_flags, retrieval, tool_errors
+from alexnet_tf.sources import training_workdir
 
 CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A ckpt-N prefix or exported SavedModel; default: the latest of --workdir."
@@ -38,9 +39,10 @@ def main(argv: list[str]) -> None:
     checkpoint = CHECKPOINT.value or workdir
     if not checkpoint:
         raise app.UsageError("pass --workdir (a training run) or --checkpoint")
-    output_dir = OUTPUT_DIR.value or (os.path.join(workdir, "retrieval") if workdir else None)
+    run = workdir or training_workdir(checkpoint)
+    output_dir = OUTPUT_DIR.value or (os.path.join(run, "retrieval") if run else None)
     if not output_dir:
-        raise app.UsageError("pass --output_dir or --workdir")
+        raise app.UsageError("pass --output_dir (or --workdir)")
     for flag in (NUM_QUERIES, MAX_DATABASE):
         if flag.value < 0:
             raise app.UsageError(f"--{flag.name} must be >= 0; received {flag.value}")

@@ -126,15 +126,32 @@ def load_source(path: str, manifest: Manifest | None = None) -> ModelSource:
     return CheckpointSource(path, manifest=manifest)
 
 
-def training_data_dir(path: str) -> str | None:
-    """The `data_dir` recorded by the training run of a WORKDIR or checkpoint, if any."""
+def training_workdir(path: str) -> str | None:
+    """The training WORKDIR of a WORKDIR or `ckpt-N` prefix; None for anything else."""
     if os.path.isdir(path) and tf.saved_model.contains_saved_model(path):
         return None
     try:
-        _, workdir = checkpoints_lib.resolve_checkpoint(path)
-        return checkpoints_lib.read_model_config(workdir).get("data_dir")
+        return checkpoints_lib.resolve_checkpoint(path)[1]
     except checkpoints_lib.CheckpointError:
         return None
+
+
+def resolve_data_dir(path: str, data_dir: str | None) -> str:
+    """`data_dir` if given, else the one the training run of `path` recorded.
+
+    Raises:
+        CheckpointError: `path` is not a training run (the message names it).
+        ValueError: `path` is a SavedModel, or its run records no data directory.
+    """
+    if data_dir:
+        return data_dir
+    if os.path.isdir(path) and tf.saved_model.contains_saved_model(path):
+        raise ValueError(f"--data_dir is needed: {path} is a SavedModel, which records no data")
+    workdir = checkpoints_lib.resolve_checkpoint(path)[1]
+    recorded = checkpoints_lib.read_model_config(workdir).get("data_dir")
+    if not recorded:
+        raise ValueError(f"--data_dir is needed: {workdir}/model_config.json records none")
+    return recorded
 
 
 def _try_manifest(data_dir: str | None) -> Manifest | None:

@@ -15,6 +15,7 @@ import sys
 from absl import app, flags
 
 from alexnet_tf import common_flags, figures, tool_errors
+from alexnet_tf.sources import training_workdir
 
 CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A ckpt-N prefix or exported SavedModel; default: the latest of --workdir."
@@ -31,9 +32,10 @@ def main(argv: list[str]) -> None:
     checkpoint = CHECKPOINT.value or workdir
     if not checkpoint:
         raise app.UsageError("pass --workdir (a training run) or --checkpoint")
-    output_dir = OUTPUT_DIR.value or (os.path.join(workdir, "figures") if workdir else None)
+    run = workdir or training_workdir(checkpoint)
+    output_dir = OUTPUT_DIR.value or (os.path.join(run, "figures") if run else None)
     if not output_dir:
-        raise app.UsageError("pass --output_dir or --workdir")
+        raise app.UsageError("pass --output_dir (or --workdir)")
     with tool_errors.reported("visualize"):
         figures.write_figures(
             checkpoint,

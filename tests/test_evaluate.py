@@ -122,7 +122,12 @@ def test_ensemble_evaluation_writes_eval_json(tools_workdir, tools_data_dir, mem
     assert os.listdir(tmp_path / "eval" / "center")  # TensorBoard events
 
 
-def test_unknown_checkpoint_is_named(tools_data_dir, tmp_path):
+def test_unknown_checkpoint_is_named(tools_data_dir, tools_workdir, tmp_path):
+    from alexnet_tf.sources import resolve_data_dir
+
+    with pytest.raises(CheckpointError, match="nowhere"):
+        resolve_data_dir(str(tmp_path / "nowhere"), None)  # no --data_dir: the run's is used
+    assert resolve_data_dir(tools_workdir, None) == tools_data_dir
     with pytest.raises(CheckpointError, match="nowhere"):
         evaluation.evaluate([str(tmp_path / "nowhere")], tools_data_dir, workdir=None)
     with pytest.raises(ValueError, match="modes"):
