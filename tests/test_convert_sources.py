@@ -168,3 +168,52 @@ def test_progress_line_has_rate_and_time_left():
     bar.update(90)
     line = stream.getvalue().strip().splitlines()[-1]
     assert "100/100" in line and "images/s" in line and "left" in line
+
+
+@pytest.mark.parametrize("bboxes", [[], [(0.1, 0.2, 0.5, 0.75), (0.0, 0.0, 1.0, 1.0)]])
+def test_examples_are_byte_identical_to_tensorflows(bboxes):
+    """Our hand-encoded Example equals tf.train.Example's deterministic serialization."""
+    import tensorflow as tf
+
+    fields = dict(encoded=b"\xff\xd8\xff jpeg", height=256, width=300, filename="a.JPEG",
+                  label=999, synset="n15075141", text="toilet tissue, café")  # fmt: skip
+    ours = records.to_example(**fields, bboxes=bboxes)
+
+    def feature(kind, values):
+        lists = {"b": tf.train.BytesList, "f": tf.train.FloatList, "i": tf.train.Int64List}
+        name = {"b": "bytes_list", "f": "float_list", "i": "int64_list"}[kind]
+        return tf.train.Feature(**{name: lists[kind](value=values)})
+
+    columns = list(zip(*bboxes)) if bboxes else [(), (), (), ()]
+    theirs = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image/encoded": feature("b", [fields["encoded"]]),
+                "image/format": feature("b", [b"JPEG"]),
+                "image/height": feature("i", [256]),
+                "image/width": feature("i", [300]),
+                "image/channels": feature("i", [3]),
+                "image/colorspace": feature("b", [b"RGB"]),
+                "image/filename": feature("b", [b"a.JPEG"]),
+                "image/class/label": feature("i", [999]),
+                "image/class/synset": feature("b", [b"n15075141"]),
+                "image/class/text": feature("b", ["toilet tissue, café".encode()]),
+                "image/object/bbox/xmin": feature("f", columns[0]),
+                "image/object/bbox/ymin": feature("f", columns[1]),
+                "image/object/bbox/xmax": feature("f", columns[2]),
+                "image/object/bbox/ymax": feature("f", columns[3]),
+                "image/object/bbox/label": feature("i", [999] * len(bboxes)),
+            }
+        )
+    )
+    assert ours == theirs.SerializeToString(deterministic=True)
+    assert set(tf.train.Example.FromString(ours).features.feature) == set(records.KEYS)
+
+
+def test_tfrecord_framing_reads_with_tf_data(tmp_path):
+    import tensorflow as tf
+
+    path = tmp_path / "shard"
+    payloads = [b"", b"one", bytes(range(256)) * 300]
+    path.write_bytes(b"".join(records.tfrecord(p) for p in payloads))
+    assert list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator()) == payloads

@@ -73,6 +73,11 @@ def main(argv: list[str]) -> int:
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: whole shards are kept; run the same command to resume", file=sys.stderr
+        )
+        return 130
     for kind, entries in (("skipped", result.skipped), ("repaired", result.repaired)):
         for entry in entries:
             print(f"{kind}: {entry['file']}: {entry['reason']}", file=sys.stderr)

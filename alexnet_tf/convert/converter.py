@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import random
+from collections.abc import Callable
 
 from alexnet_tf import manifest as manifest_lib
 from alexnet_tf.convert import progress as progress_lib
@@ -92,6 +93,7 @@ def convert(
     num_workers: int | None = None,
     seed: int = DEFAULT_SEED,
     show_progress: bool = True,
+    on_progress: Callable[[int], None] | None = None,
 ) -> ConvertResult:
     """Converts image folders in the ILSVRC layout to TFRecord shards and a manifest.
 
@@ -112,6 +114,7 @@ def convert(
         num_workers: writer processes (default: all cores).
         seed: shuffle seed of the records.
         show_progress: draw the progress bar on stderr.
+        on_progress: called in this process with the number of images just finished.
 
     Returns:
         A ConvertResult; `complete` is True when every shard was written and the manifest too.
@@ -148,7 +151,14 @@ def convert(
 
     total = sum(len(t.items) for t in tasks)
     bar = progress_lib.Progress(total, "convert") if show_progress else None
-    results = shards.run_tasks(tasks, num_workers, bar.update if bar else lambda n: None)
+
+    def tick(count: int) -> None:
+        if bar:
+            bar.update(count)
+        if on_progress:
+            on_progress(count)
+
+    results = shards.run_tasks(tasks, num_workers, tick)
     if bar:
         bar.close()
     return _finish(results, tasks, output_dir, synsets, texts, label_offset, dict(

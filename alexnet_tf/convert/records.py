@@ -7,7 +7,10 @@ convention: label = class index (0-based) + `label_offset` (1 reproduces theirs)
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
+
+import google_crc32c
 
 KEYS = (
     "image/encoded",
@@ -28,6 +31,35 @@ KEYS = (
 )
 
 
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int64 as two's complement, as protobuf does
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _bytes_feature(*values: bytes) -> bytes:  # Feature.bytes_list = 1
+    return _field(1, b"".join(_field(1, v) for v in values))
+
+
+def _float_feature(values: Sequence[float]) -> bytes:  # Feature.float_list = 2, packed
+    packed = struct.pack(f"<{len(values)}f", *values)
+    return _field(2, _field(1, packed) if values else b"")
+
+
+def _int64_feature(*values: int) -> bytes:  # Feature.int64_list = 3, packed
+    packed = b"".join(_varint(v) for v in values)
+    return _field(3, _field(1, packed) if values else b"")
+
+
 def to_example(
     *,
     encoded: bytes,
@@ -39,41 +71,46 @@ def to_example(
     text: str,
     bboxes: Sequence[tuple[float, float, float, float]] = (),
 ) -> bytes:
-    """The serialized tf.train.Example of one RGB JPEG (bboxes: (xmin, ymin, xmax, ymax) in 0-1)."""
-    import tensorflow as tf
+    """The serialized tf.train.Example of one RGB JPEG (bboxes: (xmin, ymin, xmax, ymax) in 0-1).
 
-    def ints(*values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-    def floats(values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-
-    def text_bytes(value):
-        value = value.encode("utf-8") if isinstance(value, str) else value
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
+    Encoded here rather than through `tf.train.Example`, so the worker processes need no
+    TensorFlow (seconds of start-up and ~0.4 GB each). The bytes equal
+    `tf.train.Example(...).SerializeToString(deterministic=True)`: map entries sorted by key, a
+    fixed order that keeps shard checksums stable between runs (tests/test_convert.py checks).
+    """
     columns = list(zip(*bboxes, strict=True)) if bboxes else [(), (), (), ()]
     feature = {
-        "image/encoded": text_bytes(encoded),
-        "image/format": text_bytes("JPEG"),
-        "image/height": ints(height),
-        "image/width": ints(width),
-        "image/channels": ints(3),
-        "image/colorspace": text_bytes("RGB"),
-        "image/filename": text_bytes(filename),
-        "image/class/label": ints(label),
-        "image/class/synset": text_bytes(synset),
-        "image/class/text": text_bytes(text),
-        "image/object/bbox/xmin": floats(columns[0]),
-        "image/object/bbox/ymin": floats(columns[1]),
-        "image/object/bbox/xmax": floats(columns[2]),
-        "image/object/bbox/ymax": floats(columns[3]),
-        "image/object/bbox/label": ints(*[label] * len(bboxes)),
+        "image/encoded": _bytes_feature(encoded),
+        "image/format": _bytes_feature(b"JPEG"),
+        "image/height": _int64_feature(height),
+        "image/width": _int64_feature(width),
+        "image/channels": _int64_feature(3),
+        "image/colorspace": _bytes_feature(b"RGB"),
+        "image/filename": _bytes_feature(filename.encode()),
+        "image/class/label": _int64_feature(label),
+        "image/class/synset": _bytes_feature(synset.encode()),
+        "image/class/text": _bytes_feature(text.encode()),
+        "image/object/bbox/xmin": _float_feature(columns[0]),
+        "image/object/bbox/ymin": _float_feature(columns[1]),
+        "image/object/bbox/xmax": _float_feature(columns[2]),
+        "image/object/bbox/ymax": _float_feature(columns[3]),
+        "image/object/bbox/label": _int64_feature(*[label] * len(bboxes)),
     }
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    # Features is a protobuf map: without `deterministic` its order varies between processes,
-    # and then so would the shard checksums that resuming relies on.
-    return example.SerializeToString(deterministic=True)
+    entries = b"".join(  # Features.feature = 1: map entries {key = 1, value = 2}
+        _field(1, _field(1, key.encode()) + _field(2, feature[key])) for key in sorted(feature)
+    )
+    return _field(1, entries)  # Example.features = 1
+
+
+def _masked_crc(data: bytes) -> bytes:
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", ((crc >> 15 | crc << 17) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def tfrecord(record: bytes) -> bytes:
+    """One record in the TFRecord framing: length, its masked CRC-32C, data, the data's CRC."""
+    length = struct.pack("<Q", len(record))
+    return length + _masked_crc(length) + record + _masked_crc(record)
 
 
 def crop_bboxes(

@@ -10,6 +10,8 @@ record order and the JPEG encoder are deterministic, the result equals an uninte
 
 Workers are separate processes (started with "spawn", so a parent that already runs TensorFlow
 is never forked) fed one shard at a time; they report images done through a queue for the bar.
+They need no TensorFlow: records are encoded and framed by `records.py` (Pillow, numpy and
+google-crc32c only), so a worker starts in a fraction of a second and stays small.
 """
 
 from __future__ import annotations
@@ -118,8 +120,6 @@ def _reusable(task: ShardTask, fingerprint: str) -> ShardResult | None:
 
 def write_shard(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
     """Writes (or keeps) one shard; `tick(n)` is called as images are done."""
-    import tensorflow as tf
-
     fingerprint = task.fingerprint()
     kept = _reusable(task, fingerprint)
     if kept:
@@ -130,7 +130,8 @@ def write_shard(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
     tmp = os.path.join(task.output_dir, f".{task.file}.tmp-{os.getpid()}")
     pending = 0
     try:
-        with tf.io.TFRecordWriter(tmp) as writer:
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as writer:
             for item in task.items:
                 pending += 1
                 if pending == _TICK:
@@ -138,9 +139,13 @@ def write_shard(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
                     pending = 0
                 record = _convert_one(task, item, result, accumulator)
                 if record is not None:
-                    writer.write(record)
+                    framed = records.tfrecord(record)
+                    writer.write(framed)
+                    digest.update(framed)
                     result.num_records += 1
-        result.sha256 = sha256_file(tmp)
+            writer.flush()
+            os.fsync(writer.fileno())  # whole on disk before the rename publishes it
+        result.sha256 = digest.hexdigest()
         state_path, stats_path = _state_paths(task)
         os.makedirs(os.path.dirname(state_path), exist_ok=True)
         if accumulator is not None:
@@ -214,8 +219,6 @@ def _guarded(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
 def _init_worker(queue) -> None:
     global _queue
     _queue = queue
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow  # noqa: F401 - once per worker, before its first shard
 
 
 def _worker_tick(count: int) -> None:
