@@ -217,3 +217,10 @@ def test_tfrecord_framing_reads_with_tf_data(tmp_path):
     payloads = [b"", b"one", bytes(range(256)) * 300]
     path.write_bytes(b"".join(records.tfrecord(p) for p in payloads))
     assert list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator()) == payloads
+
+
+def test_default_shard_counts_follow_ilsvrc_and_shrink_for_small_sets():
+    from alexnet_tf.convert.converter import default_shards
+
+    assert default_shards(1_281_167, 1024) == 1024 and default_shards(50_000, 128) == 128
+    assert default_shards(1000, 1024) == 10 and default_shards(30, 128) == 1

@@ -39,8 +39,12 @@ flags.DEFINE_string(
 flags.DEFINE_string("labels_file", None, "'wnid [words]' lines: label order (default: sorted).")
 flags.DEFINE_string("bbox_dir", None, "Bounding-box XMLs (Annotation/<wnid>/*.xml), optional.")
 flags.DEFINE_string("output_dir", None, "Where shards and manifest.json go.")
-flags.DEFINE_integer("train_shards", 1024, "Number of training shards.")
-flags.DEFINE_integer("val_shards", 128, "Number of validation shards.")
+flags.DEFINE_integer(
+    "train_shards", None, "Training shards (default 1024; fewer if under 100 files a shard)."
+)
+flags.DEFINE_integer(
+    "val_shards", None, "Validation shards (default 128; fewer if under 100 files a shard)."
+)
 flags.DEFINE_integer("resize", 256, "Shorter side to N + central N×N crop; 0 keeps the bytes.")
 flags.DEFINE_integer("jpeg_quality", DEFAULT_QUALITY, "Quality of re-encoded JPEGs.")
 flags.DEFINE_integer("label_offset", 0, "Added to stored labels; 1 = old 1-based readers.")

@@ -24,6 +24,8 @@ from alexnet_tf.convert.sources import ConvertError
 
 DEFAULT_SEED = 12345  # the seed of the tensorflow/models converter's shuffle
 DEFAULT_QUALITY = 95  # JPEG quality of re-encoded images (none stated in the paper)
+TRAIN_SHARDS, VAL_SHARDS = 1024, 128  # the tensorflow/models counts for ILSVRC-2012
+MIN_RECORDS_PER_SHARD = 100  # a small set (the demo) gets a few shards, not a thousand tiny ones
 
 
 @dataclasses.dataclass
@@ -48,7 +50,7 @@ def _check_options(train_dir, val_dir, val_labels, train_shards, val_shards, res
     if val_dir and not val_labels:
         raise ConvertError(f"--val_dir={val_dir} needs --val_labels (the validation labels)")
     for flag, value in (("train_shards", train_shards), ("val_shards", val_shards)):
-        if not isinstance(value, int) or value < 1:
+        if value is not None and (not isinstance(value, int) or value < 1):
             raise ConvertError(f"--{flag} must be a positive integer; got {value!r}")
     if resize < 0:
         raise ConvertError(f"--resize must be 0 (keep the original) or a size; got {resize}")
@@ -58,6 +60,11 @@ def _check_options(train_dir, val_dir, val_labels, train_shards, val_shards, res
         raise ConvertError(f"--label_offset must be >= 0; got {label_offset}")
     if num_workers is not None and num_workers < 1:
         raise ConvertError(f"--num_workers must be >= 1; got {num_workers}")
+
+
+def default_shards(num_files: int, cap: int) -> int:
+    """`cap` shards for a big split, fewer (at least one) for a small one."""
+    return max(1, min(cap, num_files // MIN_RECORDS_PER_SHARD))
 
 
 def _plan(split, items, num_shards, seed, output_dir, common) -> list[shards.ShardTask]:
@@ -85,8 +92,8 @@ def convert(
     val_synset_order: str | None = None,
     labels_file: str | None = None,
     bbox_dir: str | None = None,
-    train_shards: int = 1024,
-    val_shards: int = 128,
+    train_shards: int | None = None,
+    val_shards: int | None = None,
     resize: int = 256,
     jpeg_quality: int = DEFAULT_QUALITY,
     label_offset: int = 0,
@@ -106,8 +113,9 @@ def convert(
         val_synset_order: devkit meta.mat, or wnids in ILSVRC2012_ID order, for devkit labels.
         labels_file: 'wnid [words]' lines fixing the label order (default: sorted folders).
         bbox_dir: folder of bounding-box XMLs (`Annotation/`), searched recursively.
-        train_shards: number of training shards.
-        val_shards: number of validation shards.
+        train_shards: number of training shards; default 1024 (the ILSVRC-2012 convention),
+            fewer for small sets so that a shard holds at least MIN_RECORDS_PER_SHARD files.
+        val_shards: number of validation shards; default 128, likewise.
         resize: 256 for the paper's shorter-side-256 central crop; 0 keeps the original bytes.
         jpeg_quality: quality of re-encoded JPEGs.
         label_offset: added to every stored label (1 gives the 1-based labels of old readers).
@@ -141,11 +149,13 @@ def convert(
         items = sources.list_train(train_dir, synsets, bboxes)
         if not items:
             raise ConvertError(f"--train_dir={train_dir} holds no files")
+        train_shards = train_shards or default_shards(len(items), TRAIN_SHARDS)
         tasks += _plan("train", items, train_shards, seed, output_dir, common)
     if val_dir:
         items = sources.list_val(val_dir, val_labels, synsets, bboxes, val_synset_order)
         if not items:
             raise ConvertError(f"--val_dir={val_dir} holds no files")
+        val_shards = val_shards or default_shards(len(items), VAL_SHARDS)
         tasks += _plan("validation", items, val_shards, seed, output_dir, common)
     _remove_stale_temporaries(output_dir)
 
