@@ -1,0 +1,249 @@
+"""How close the network runs to the machine's limit (issue 7): training, inference, ten patches.
+
+In one process, after warm-up, with the median of `--repeats` interleaved repetitions:
+
+* the dense float32 matrix multiply rate through TensorFlow (`matmul_gflops`, the limit);
+* training images/s for the full model (forward, backward, weight decay, SGD-momentum update, the
+  step of alexnet_tf/training.py) at `--batch_size`;
+* inference images/s at `--batch_size`, and ten-patch evaluation images/s (section 4.1: ten
+  227×227 crops of a 256×256 image, averaged softmax; `--batch_size` crops per forward pass);
+* achieved GFLOP/s and the fraction of the matrix multiply rate for each. One forward pass at
+  227×227 costs 724,406,816 multiply-adds (1.449 GFLOP); a training step about three times that.
+
+It prints one JSON line. The inputs are real photographs (scikit-learn's sample images).
+
+    python benchmarks/model_speed.py                       # batch 128, 3 repetitions
+    python benchmarks/model_speed.py --batch_size=32 --repeats=2 --measure=train
+    python benchmarks/model_speed.py --jit_compile --intra_op_threads=2 --inter_op_threads=1
+
+oneDNN is switched on (`alexnet_tf.performance.enable_onednn()`) before TensorFlow is imported
+unless the environment already says otherwise; run with `TF_ENABLE_ONEDNN_OPTS=0` to measure
+TensorFlow's own (Eigen) kernels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from alexnet_tf import performance  # noqa: E402
+
+performance.enable_onednn()  # before TensorFlow is imported: it reads the setting only then
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+from photos import real_images  # noqa: E402  (benchmarks/photos.py)
+
+from alexnet_tf import layers, optimizer  # noqa: E402
+from alexnet_tf.model import IMAGE_SIZE, build_alexnet, endpoints_model  # noqa: E402
+
+FORWARD_MULTIPLY_ADDS = 724_406_816  # per 227×227 image (issue 7)
+FORWARD_GFLOP = 2 * FORWARD_MULTIPLY_ADDS / 1e9
+TRAIN_GFLOP = 3 * FORWARD_GFLOP  # forward, backward to the inputs, backward to the weights
+PATCHES = 10  # section 4.1
+MEASURES = ("train", "infer", "ten_patch")
+
+flags.DEFINE_integer(
+    "batch_size", 128, "Images per training/inference batch (crops for ten-patch)."
+)
+flags.DEFINE_integer("repeats", 3, "Timed repetitions of each measurement; the median is kept.")
+flags.DEFINE_integer("steps", 1, "Calls per timed repetition.")
+flags.DEFINE_integer("warmup", 1, "Untimed calls of each function after tracing.")
+flags.DEFINE_integer("matmul_size", 2048, "Side of the square matrices of the matmul rate.")
+flags.DEFINE_list("measure", list(MEASURES), f"Which of {MEASURES} to measure.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training and inference steps with XLA.")
+flags.DEFINE_integer("intra_op_threads", 0, "Threads inside one op (0: TensorFlow's default).")
+flags.DEFINE_integer("inter_op_threads", 0, "Ops run at once (0: TensorFlow's default).")
+flags.DEFINE_integer("num_classes", 1000, "Classes of the softmax.")
+flags.DEFINE_bool(
+    "baseline",
+    False,
+    "Also measure, interleaved, the straightforward build (TensorFlow's LRN op, no XLA).",
+)
+
+
+def _time(fn, args, steps: int) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds per call of `fn(*args)`, waiting for the result.
+
+    On a machine shared with other work the CPU seconds are the steadier figure: they do not
+    count the time this process waits for a core.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        out = fn(*args)
+    tf.nest.map_structure(lambda t: t.numpy(), out)
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
+
+
+@contextlib.contextmanager
+def straightforward_lrn():
+    """Builds traced in this context use TensorFlow's LRN op (the straightforward build)."""
+    fast = layers.local_response_normalization
+    layers.local_response_normalization = layers.reference_lrn
+    try:
+        yield
+    finally:
+        layers.local_response_normalization = fast
+
+
+def make_functions(batch_size: int, jit_compile: bool, num_classes: int = 1000) -> dict:
+    """The functions to time, each with its arguments and the GFLOP and images of one call.
+
+    A tf.function fixes its graph when first called: call it in `straightforward_lrn()` to get
+    the baseline.
+    """
+    model = build_alexnet(num_classes, seed=0)
+    logits_model = endpoints_model(model, ["fc8"])
+    sgd = optimizer.make_sgd(0.01)
+    sgd.build(model.trainable_variables)
+    decayed = optimizer.decayed_weights(model)
+    jit = jit_compile or None
+
+    @tf.function(jit_compile=jit)
+    def train_step(images, labels):
+        # The update step of alexnet_tf/training.py on one device.
+        with tf.GradientTape() as tape:
+            logits = logits_model(images, training=True)["fc8"]
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            loss = tf.reduce_mean(per_example) + optimizer.l2_penalty(decayed)
+        grads = tape.gradient(loss, model.trainable_variables)
+        sgd.apply(grads, model.trainable_variables)
+        return loss
+
+    @tf.function(jit_compile=jit)
+    def infer(images):
+        return model(images, training=False)
+
+    @tf.function(jit_compile=jit)
+    def ten_patch(images):
+        # Section 4.1: four corners, centre, and their reflections; softmax averaged per image.
+        size, side = IMAGE_SIZE, images.shape[1]
+        far, mid = side - size, (side - size) // 2
+        offsets = [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)]
+        five = tf.stack([images[:, y : y + size, x : x + size] for y, x in offsets], axis=1)
+        crops = tf.concat([five, tf.reverse(five, axis=[3])], axis=1)
+        probs = model(tf.reshape(crops, (-1, size, size, 3)), training=False)
+        return tf.reduce_mean(tf.reshape(probs, (-1, PATCHES, num_classes)), axis=1)
+
+    images = tf.constant(real_images(batch_size, IMAGE_SIZE))
+    labels = tf.constant(np.arange(batch_size) % num_classes, tf.int32)
+    photos = tf.constant(real_images(max(1, batch_size // PATCHES), 256))
+    patch_images = photos.shape[0]
+    return {
+        "train": (train_step, (images, labels), batch_size * TRAIN_GFLOP, batch_size),
+        "infer": (infer, (images,), batch_size * FORWARD_GFLOP, batch_size),
+        "ten_patch": (
+            ten_patch,
+            (photos,),
+            patch_images * PATCHES * FORWARD_GFLOP,
+            patch_images,
+        ),
+    }
+
+
+def make_matmul(size: int):
+    a = tf.constant(np.random.default_rng(0).normal(size=(size, size)).astype(np.float32))
+    matmul = tf.function(lambda a: tf.matmul(a, a))
+    return matmul, (a,), 2 * size**3 / 1e9
+
+
+def run(
+    batch_size: int = 128,
+    repeats: int = 3,
+    steps: int = 1,
+    warmup: int = 1,
+    measure: tuple[str, ...] = MEASURES,
+    jit_compile: bool = False,
+    matmul_size: int = 2048,
+    num_classes: int = 1000,
+    baseline: bool = False,
+) -> dict:
+    """Measures and returns the figures of the JSON line (see the module docstring)."""
+    unknown = sorted(set(measure) - set(MEASURES))
+    if unknown:
+        raise ValueError(f"--measure: unknown {unknown}; expected some of {MEASURES}")
+    functions = make_functions(batch_size, jit_compile, num_classes)
+    timed = {"matmul": make_matmul(matmul_size) + (0,)}
+    timed.update({k: functions[k] for k in MEASURES if k in measure})
+    if baseline:
+        reference = make_functions(batch_size, False, num_classes)
+        timed.update({f"{k}_baseline": reference[k] for k in MEASURES if k in measure})
+    for name, (fn, args, *_) in timed.items():
+        start = time.perf_counter()
+        with straightforward_lrn() if name.endswith("_baseline") else contextlib.nullcontext():
+            _time(fn, args, 1)  # traces
+        for _ in range(warmup):
+            _time(fn, args, 1)
+        print(f"warm-up {name}: {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
+    seconds = {name: [] for name in timed}
+    cpu_seconds = {name: [] for name in timed}
+    for r in range(repeats):
+        # Interleaved, so that other load on a shared machine hits all measurements alike.
+        for name, (fn, args, *_) in timed.items():
+            matmul_steps = max(3, steps)
+            wall, cpu = _time(fn, args, matmul_steps if name == "matmul" else steps)
+            seconds[name].append(wall)
+            cpu_seconds[name].append(cpu)
+        print(
+            f"repeat {r + 1}/{repeats}: "
+            + ", ".join(f"{n} {s[-1]:.3f}s" for n, s in seconds.items()),
+            file=sys.stderr,
+            flush=True,
+        )
+    median = {name: statistics.median(s) for name, s in seconds.items()}
+    median_cpu = {name: statistics.median(s) for name, s in cpu_seconds.items()}
+    matmul_gflops = timed["matmul"][2] / median["matmul"]
+    result = {"matmul_gflops": round(matmul_gflops, 1)}
+    for name in timed:
+        if name == "matmul":
+            continue
+        _, _, gflop, images = timed[name]
+        achieved = gflop / median[name]
+        result[f"{name}_images_per_sec"] = round(images / median[name], 2)
+        result[f"{name}_gflops"] = round(achieved, 1)
+        result[f"{name}_fraction_of_matmul"] = round(achieved / matmul_gflops, 3)
+        # Per CPU-second of this process: steadier when other work shares the cores.
+        cpu_fraction = (gflop / median_cpu[name]) / (timed["matmul"][2] / median_cpu["matmul"])
+        result[f"{name}_cpu_fraction_of_matmul"] = round(cpu_fraction, 3)
+        result[f"{name}_cpu_seconds"] = round(median_cpu[name], 3)
+    result.update(
+        batch_size=batch_size,
+        repeats=repeats,
+        jit_compile=jit_compile,
+        onednn=performance.onednn_enabled(),
+        threads=performance.thread_settings(),
+        tensorflow=tf.__version__,
+    )
+    return result
+
+
+def main(argv):
+    del argv
+    flags_ = flags.FLAGS
+    performance.configure_threads(flags_.intra_op_threads, flags_.inter_op_threads)
+    try:
+        result = run(
+            flags_.batch_size,
+            flags_.repeats,
+            flags_.steps,
+            flags_.warmup,
+            tuple(flags_.measure),
+            flags_.jit_compile,
+            flags_.matmul_size,
+            flags_.num_classes,
+            flags_.baseline,
+        )
+    except ValueError as e:
+        sys.exit(f"model_speed.py: {e}")
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
