@@ -24,6 +24,7 @@ import os
 import threading
 import traceback
 from collections.abc import Callable
+from concurrent import futures
 
 from alexnet_tf.convert import images, records, sources, stats
 
@@ -245,15 +246,23 @@ def run_tasks(
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    pool = context.Pool(min(num_workers, len(tasks)), _init_worker, (queue,))
+    results = []
     try:
-        results = list(pool.imap_unordered(_in_worker, tasks))
-        pool.close()  # not terminate(): let workers flush their last progress messages
-    except BaseException:
-        pool.terminate()
-        raise
+        # An executor, not multiprocessing.Pool: if a worker dies (a decoder crash, the OOM
+        # killer), the pending shards fail with BrokenProcessPool instead of waiting forever.
+        with futures.ProcessPoolExecutor(
+            min(num_workers, len(tasks)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(queue,),
+        ) as pool:
+            submitted = [(task, pool.submit(_in_worker, task)) for task in tasks]
+            for task, future in submitted:
+                try:
+                    results.append(future.result())
+                except futures.process.BrokenProcessPool as e:
+                    results.append(ShardResult(file=task.file, error=f"{task.file}: {e}"))
     finally:
-        pool.join()
         queue.put(None)
         reader.join()
     return results
