@@ -270,9 +270,12 @@ def test_statistics_match_the_records(converted):
 def test_resize_zero_keeps_original_bytes_and_label_offset(tree, tmp_path):
     output = str(tmp_path)
     result = convert(
-        output_dir=output, train_dir=tree["train"], label_offset=1, num_workers=1,
+        output_dir=output,
+        train_dir=tree["train"],
+        label_offset=1,
+        num_workers=1,
         **{**OPTIONS, "resize": 0, "train_shards": 2},
-    )  # fmt: skip
+    )
     assert result.complete and set(result.num_examples) == {"train"}
     manifest = load_manifest(output)
     assert manifest.label_offset == 1
@@ -292,14 +295,20 @@ def test_labels_file_sets_order_and_text(tree, tmp_path):
     labels_file = tmp_path / "classes.txt"
     labels_file.write_text(f"{FENCE} wire fence\n{TABBY}\n{TENCH}\nn09999999 no images\n")
     result = convert(
-        output_dir=str(tmp_path / "out"), val_dir=tree["val"], val_labels=tree["labels"],
-        labels_file=str(labels_file), num_workers=1, **OPTIONS,
-    )  # fmt: skip
+        output_dir=str(tmp_path / "out"),
+        val_dir=tree["val"],
+        val_labels=tree["labels"],
+        labels_file=str(labels_file),
+        num_workers=1,
+        **OPTIONS,
+    )
     manifest = load_manifest(str(tmp_path / "out"))
     assert result.complete and manifest.synsets == [FENCE, TABBY, TENCH, "n09999999"]
     assert manifest.texts[:3] == ["wire fence", "tabby, tabby cat", "tench, Tinca tinca"]
-    labels = {r["image/filename"][0].decode(): r["image/class/label"][0]
-              for r in read_records(manifest.split("validation").files)}  # fmt: skip
+    labels = {
+        r["image/filename"][0].decode(): r["image/class/label"][0]
+        for r in read_records(manifest.split("validation").files)
+    }
     assert labels["ILSVRC2012_val_00000003.JPEG"] == 0
 
 
@@ -307,13 +316,25 @@ def test_val_file_without_valid_label_stops_the_run(tree, tmp_path):
     short = tmp_path / "short.txt"
     short.write_text(f"{TABBY}\n{TENCH}\n{FENCE}\n")
     with pytest.raises(ConvertError, match="ILSVRC2012_val_00000004.JPEG has no label"):
-        convert(output_dir=str(tmp_path / "a"), train_dir=tree["train"], val_dir=tree["val"],
-                val_labels=str(short), num_workers=1, **OPTIONS)  # fmt: skip
+        convert(
+            output_dir=str(tmp_path / "a"),
+            train_dir=tree["train"],
+            val_dir=tree["val"],
+            val_labels=str(short),
+            num_workers=1,
+            **OPTIONS,
+        )
     alien = tmp_path / "alien.txt"
     alien.write_text(f"{TABBY}\nn04596742\n{FENCE}\n{TABBY}\n")
     with pytest.raises(ConvertError, match="ILSVRC2012_val_00000002.JPEG has label 'n04596742'"):
-        convert(output_dir=str(tmp_path / "b"), train_dir=tree["train"], val_dir=tree["val"],
-                val_labels=str(alien), num_workers=1, **OPTIONS)  # fmt: skip
+        convert(
+            output_dir=str(tmp_path / "b"),
+            train_dir=tree["train"],
+            val_dir=tree["val"],
+            val_labels=str(alien),
+            num_workers=1,
+            **OPTIONS,
+        )
     assert not os.path.exists(tmp_path / "b" / "manifest.json")
 
 
@@ -340,8 +361,12 @@ def test_splits_converted_separately_share_one_manifest(tree, tmp_path):
     output = str(tmp_path)
     common = dict(output_dir=output, num_workers=1, **OPTIONS)
     assert convert(train_dir=tree["train"], **common).complete
-    assert convert(train_dir=tree["train"], val_dir=tree["val"], val_labels=tree["labels"],
-                   **common).shards_reused == 6  # fmt: skip
+    assert (
+        convert(
+            train_dir=tree["train"], val_dir=tree["val"], val_labels=tree["labels"], **common
+        ).shards_reused
+        == 6
+    )
     manifest = load_manifest(output)
     assert manifest.split("train").num_examples == len(GOOD)
     assert manifest.split("validation").num_examples == len(VAL)
@@ -357,8 +382,9 @@ def test_tool_exit_status_and_message_on_bad_input(tree, tmp_path):
     missing = tmp_path / "missing.txt"
     process = _tool(
         [f"--output_dir={tmp_path}", f"--val_dir={tree['val']}", f"--val_labels={missing}"],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2
     assert f"--val_labels={missing} can't be read" in stderr
@@ -378,10 +404,14 @@ def test_killed_run_resumes_to_identical_shards(tree, converted, tmp_path):
     reference, _ = converted
     output = str(tmp_path / "out")
     args = [
-        f"--output_dir={output}", f"--train_dir={tree['train']}", f"--val_dir={tree['val']}",
-        f"--val_labels={tree['labels']}", f"--bbox_dir={tree['bbox']}", "--train_shards=6",
+        f"--output_dir={output}",
+        f"--train_dir={tree['train']}",
+        f"--val_dir={tree['val']}",
+        f"--val_labels={tree['labels']}",
+        f"--bbox_dir={tree['bbox']}",
+        "--train_shards=6",
         "--val_shards=2",
-    ]  # fmt: skip
+    ]
     first = _tool([*args, "--num_workers=1"], start_new_session=True, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (os.path.isdir(output) and _digests(output)) and first.poll() is None:

@@ -175,8 +175,15 @@ def test_examples_are_byte_identical_to_tensorflows(bboxes):
     """Our hand-encoded Example equals tf.train.Example's deterministic serialization."""
     import tensorflow as tf
 
-    fields = dict(encoded=b"\xff\xd8\xff jpeg", height=256, width=300, filename="a.JPEG",
-                  label=999, synset="n15075141", text="toilet tissue, café")  # fmt: skip
+    fields = dict(
+        encoded=b"\xff\xd8\xff jpeg",
+        height=256,
+        width=300,
+        filename="a.JPEG",
+        label=999,
+        synset="n15075141",
+        text="toilet tissue, café",
+    )
     ours = records.to_example(**fields, bboxes=bboxes)
 
     def feature(kind, values):

@@ -43,8 +43,17 @@ class ConvertResult:
     errors: list[str]
 
 
-def _check_options(train_dir, val_dir, val_labels, train_shards, val_shards, resize, quality,
-                   label_offset, num_workers) -> None:  # fmt: skip
+def _check_options(
+    train_dir,
+    val_dir,
+    val_labels,
+    train_shards,
+    val_shards,
+    resize,
+    quality,
+    label_offset,
+    num_workers,
+) -> None:
     if not train_dir and not val_dir:
         raise ConvertError("nothing to convert: give --train_dir, --val_dir or both")
     if val_dir and not val_labels:
@@ -131,8 +140,17 @@ def convert(
         ConvertError: bad flags, or bad input found before writing (e.g. a validation file
             without a valid label).
     """
-    _check_options(train_dir, val_dir, val_labels, train_shards, val_shards, resize,
-                   jpeg_quality, label_offset, num_workers)  # fmt: skip
+    _check_options(
+        train_dir,
+        val_dir,
+        val_labels,
+        train_shards,
+        val_shards,
+        resize,
+        jpeg_quality,
+        label_offset,
+        num_workers,
+    )
     num_workers = num_workers or os.cpu_count() or 1
     synsets, texts = sources.find_classes(train_dir, labels_file)
     if not synsets:  # validation only, no labels file: the classes are the labels found
@@ -142,8 +160,13 @@ def convert(
         texts = [table.get(s, s) for s in synsets]
     bboxes = sources.index_bboxes(bbox_dir)
     os.makedirs(output_dir, exist_ok=True)
-    common = dict(synsets=tuple(synsets), texts=tuple(texts), resize=resize,
-                  quality=jpeg_quality, label_offset=label_offset)  # fmt: skip
+    common = dict(
+        synsets=tuple(synsets),
+        texts=tuple(texts),
+        resize=resize,
+        quality=jpeg_quality,
+        label_offset=label_offset,
+    )
     tasks = []
     if train_dir:
         items = sources.list_train(train_dir, synsets, bboxes)
@@ -171,13 +194,21 @@ def convert(
     results = shards.run_tasks(tasks, num_workers, tick)
     if bar:
         bar.close()
-    return _finish(results, tasks, output_dir, synsets, texts, label_offset, dict(
-        train_dir=train_dir, val_dir=val_dir, val_labels=val_labels, labels_file=labels_file,
-        bbox_dir=bbox_dir, train_shards=train_shards if train_dir else None,
-        val_shards=val_shards if val_dir else None, resize=resize, jpeg_quality=jpeg_quality,
-        resample="bilinear, antialiased (Pillow)",
-        label_offset=label_offset, seed=seed,
-    ))  # fmt: skip
+    options = {
+        "train_dir": train_dir,
+        "val_dir": val_dir,
+        "val_labels": val_labels,
+        "labels_file": labels_file,
+        "bbox_dir": bbox_dir,
+        "train_shards": train_shards if train_dir else None,
+        "val_shards": val_shards if val_dir else None,
+        "resize": resize,
+        "resample": "bilinear, antialiased (Pillow)",
+        "jpeg_quality": jpeg_quality,
+        "label_offset": label_offset,
+        "seed": seed,
+    }
+    return _finish(results, tasks, output_dir, synsets, texts, label_offset, options)
 
 
 def _remove_stale_temporaries(output_dir: str) -> None:
