@@ -437,3 +437,14 @@ def test_killed_run_resumes_to_identical_shards(tree, converted, tmp_path):
         ours, theirs = json.load(f), json.load(g)
     assert ours["splits"] == theirs["splits"] and ours["statistics"] == theirs["statistics"]
     assert not [n for n in os.listdir(output) if ".tmp-" in n]
+
+
+def test_failed_shards_leave_no_manifest_and_no_shard(tree, tmp_path):
+    """A shard that can't be written is an error (exit 1 in the tool), not a silent gap."""
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / ".convert_state").write_text("a file where the state folder should be")
+    result = convert(output_dir=str(output), train_dir=tree["train"], num_workers=1, **OPTIONS)
+    assert not result.complete and result.manifest_path is None
+    assert len(result.errors) == 6 and "train-00000-of-00006" in result.errors[0]
+    assert sorted(os.listdir(output)) == [".convert_state"]
