@@ -17,6 +17,7 @@ median, over rounds, of the train rate divided by the decode rate timed just bef
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
@@ -37,12 +38,12 @@ from alexnet_tf.manifest import load_manifest  # noqa: E402
 
 DATA_DIR = flags.DEFINE_string("data_dir", None, "Converter output (manifest.json + shards).")
 BATCH = flags.DEFINE_integer("batch_size", 128, "Images per batch (the paper's 128).")
-BATCHES = flags.DEFINE_integer("batches", 16, "Timed batches per pipeline and round.")
-ROUNDS = flags.DEFINE_integer("rounds", 9, "Alternating rounds; medians are reported.")
+BATCHES = flags.DEFINE_integer("batches", 20, "Timed batches per pipeline and round.")
+ROUNDS = flags.DEFINE_integer("rounds", 7, "Alternating rounds; medians are reported.")
 SHUFFLE = flags.DEFINE_integer("shuffle_buffer", 2_000, "Shuffle buffer of the train pipeline.")
 
 
-PAUSE = 1.0  # seconds between timed segments
+WARMUP = 8  # batches before the clock starts: buffers and autotuning settle
 
 
 def write_photo_shards(directory: str, num_shards: int = 8, per_shard: int = 128) -> list[str]:
@@ -106,11 +107,24 @@ def decode_only(files: list[str], batch_size: int) -> tf.data.Dataset:
     return images.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def images_per_sec(iterator, batches: int, batch_size: int) -> float:
+def segment(dataset: tf.data.Dataset, batches: int, batch_size: int) -> float:
+    """Images/s of a fresh iterator in steady state.
+
+    A new iterator per segment, deleted after it: an idle iterator keeps filling its buffers in
+    the background, which would steal cores from the next pipeline timed, and a full buffer at
+    the start of a segment would be counted as speed. The warm-up is consumed as fast as it
+    comes, so no buffer is full when the clock starts.
+    """
+    iterator = iter(dataset)
+    for _ in range(WARMUP):
+        next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
         next(iterator)
-    return batches * batch_size / (time.perf_counter() - start)
+    rate = batches * batch_size / (time.perf_counter() - start)
+    del iterator
+    gc.collect()
+    return rate
 
 
 def run(data_dir: str | None, batch_size: int, batches: int, rounds: int, shuffle: int) -> dict:
@@ -120,24 +134,15 @@ def run(data_dir: str | None, batch_size: int, batches: int, rounds: int, shuffl
         else:
             print("writing shards of sample photographs ...", file=sys.stderr)
             files = write_photo_shards(tmp)
-        iterators = {
-            "decode": iter(decode_only(files, batch_size)),
-            "train": iter(
-                input_pipeline.make_train_dataset(files, batch_size, shuffle_buffer=shuffle)
-            ),
-            "eval": iter(
-                input_pipeline.make_eval_dataset(files, batch_size, ten_patch=True).repeat()
-            ),
+        datasets = {
+            "decode": decode_only(files, batch_size),
+            "train": input_pipeline.make_train_dataset(files, batch_size, shuffle_buffer=shuffle),
+            "eval": input_pipeline.make_eval_dataset(files, batch_size, ten_patch=True).repeat(),
         }
-        for it in iterators.values():  # fill buffers and let autotuning settle
-            images_per_sec(it, max(batches // 4, 2), batch_size)
-        rates = {name: [] for name in iterators}
+        rates = {name: [] for name in datasets}
         for r in range(rounds):
-            for name, it in iterators.items():
-                # The pipeline timed last refills its buffers in the background: let it finish,
-                # so that only one pipeline uses the cores at a time.
-                time.sleep(PAUSE)
-                rates[name].append(images_per_sec(it, batches, batch_size))
+            for name, dataset in datasets.items():
+                rates[name].append(segment(dataset, batches, batch_size))
             print(
                 f"round {r + 1}/{rounds}: "
                 + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()),
