@@ -1,4 +1,4 @@
-"""Converts ILSVRC-2012 (or any data in its layout) to TFRecord shards and manifest.json.
+r"""Converts ILSVRC-2012 (or any data in its layout) to TFRecord shards and manifest.json.
 
 Section 2 of the paper: images rescaled so the shorter side is 256, then the central 256×256
 patch (`--resize=256`); the mean image and RGB eigenvectors of sections 2 and 4.1 are computed

@@ -1,4 +1,4 @@
-"""Writes a small labelled image tree in the ILSVRC-2012 layout, from images that ship in PyPI.
+r"""Writes a small labelled image tree in the ILSVRC-2012 layout, from images that ship in PyPI.
 
 The whole system (convert -> train -> evaluate) then runs on a fresh machine without ImageNet:
 

@@ -1,4 +1,4 @@
-"""ILSVRC-2012 to TFRecord shards: `convert` writes them, `verify` re-reads them.
+r"""ILSVRC-2012 to TFRecord shards: `convert` writes them, `verify` re-reads them.
 
     python tools/build_imagenet_tfrecords.py --train_dir=... --val_dir=... --val_labels=... \
         --output_dir=...

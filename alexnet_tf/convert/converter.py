@@ -1,4 +1,4 @@
-"""ILSVRC-2012 (or any data in its layout) to sharded TFRecords plus `manifest.json`.
+r"""ILSVRC-2012 (or any data in its layout) to sharded TFRecords plus `manifest.json`.
 
 The plan: find the classes and every image with its label, shuffle each split with a fixed seed,
 cut it into contiguous shards, write the shards in parallel (`shards.py`), then merge the
