@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
 
 import numpy as np
 
@@ -123,6 +125,7 @@ def write_demo_tree(
     digits = load_digits()
     rng = np.random.default_rng(seed)
     train_dir, val_dir = os.path.join(root, "train"), os.path.join(root, "val")
+    _clear_old_tree(train_dir, val_dir)
     os.makedirs(val_dir, exist_ok=True)
     val_images = []  # (digit, pixels)
     num_train = 0
@@ -160,6 +163,24 @@ def write_demo_tree(
         "num_train": num_train,
         "num_val": len(val_images),
     }
+
+
+def _clear_old_tree(train_dir: str, val_dir: str) -> None:
+    """Removes an earlier demo tree (so no stale image stays); refuses to touch anything else."""
+    expected = {
+        train_dir: lambda name: name in DIGIT_SYNSETS,
+        val_dir: lambda name: re.fullmatch(r"ILSVRC2012_val_\d{8}\.JPEG", name) is not None,
+    }
+    for folder, ours in expected.items():
+        if not os.path.isdir(folder):
+            continue
+        strangers = [name for name in os.listdir(folder) if not ours(name)]
+        if strangers:
+            raise DemoDataError(
+                f"{folder} already holds files that are not a demo tree (e.g. {strangers[0]!r}); "
+                f"choose another --output_dir"
+            )
+        shutil.rmtree(folder)
 
 
 def _write(path: str, data: bytes) -> None:

@@ -90,3 +90,19 @@ def test_demo_data_dir_fixture(demo_data_dir):
     assert manifest.mean_image().shape == (256, 256, 3)
     values, vectors = manifest.eigen()
     assert values.shape == (3,) and vectors.shape == (3, 3)
+
+
+def test_rewriting_a_tree_leaves_no_stale_images(tmp_path):
+    demo_data.write_demo_tree(str(tmp_path), train_per_class=3, val_per_class=2)
+    info = demo_data.write_demo_tree(str(tmp_path), train_per_class=1, val_per_class=1)
+    assert len(os.listdir(os.path.join(info["train_dir"], "d0000000"))) == 1
+    assert len(os.listdir(info["val_dir"])) == 10
+
+
+def test_refuses_to_clear_a_folder_that_is_not_a_demo_tree(tmp_path):
+    import pytest
+
+    os.makedirs(tmp_path / "train" / "n01440764")
+    with pytest.raises(demo_data.DemoDataError, match="not a demo tree"):
+        demo_data.write_demo_tree(str(tmp_path), train_per_class=1, val_per_class=1)
+    assert os.path.isdir(tmp_path / "train" / "n01440764")
