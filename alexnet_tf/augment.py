@@ -59,9 +59,10 @@ class Normalizer(tf.Module):
     """uint8 batches → float32 network input: mean subtraction, PCA lighting, scaling.
 
     Call it as `normalizer(images, training=True)` on a batch `[..., H, W, 3]` of any rank (the
-    ten-patch evaluation batches are `[B, 10, 227, 227, 3]`). With `mean="image"`, H and W must be
-    227. `seed` (a shape-[2] integer tensor) makes the lighting noise a pure function of the seed,
-    for reproducible runs; without it the noise comes from TensorFlow's global generator.
+    ten-patch evaluation batches are `[B, 10, 227, 227, 3]`); `training` is a Python bool (the
+    noise is traced in or out). With `mean="image"`, H and W must be 227. `seed` (a shape-[2]
+    integer tensor) makes the lighting noise a pure function of the seed, for reproducible runs;
+    without it the noise comes from TensorFlow's global generator.
     """
 
     def __init__(

@@ -437,3 +437,11 @@ def test_labels_out_of_range_are_named(data):
     )
     with pytest.raises(ip.InputError, match=message), ip.input_errors([data["original"]]):
         list(dataset)
+
+
+def test_other_errors_pass_through_input_errors(data):
+    error = tf.errors.InvalidArgumentError(None, None, "logits and labels must match")
+    with pytest.raises(type(error), match="logits and labels"), ip.input_errors(data["files"]):
+        raise error
+    with pytest.raises(ip.InputError, match="non-empty list of shard paths"):
+        ip.make_train_dataset(data["files"][0], 4)
