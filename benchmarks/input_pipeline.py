@@ -36,7 +36,9 @@ import tensorflow as tf  # noqa: E402
 from alexnet_tf import input_pipeline  # noqa: E402
 from alexnet_tf.manifest import load_manifest  # noqa: E402
 
-DATA_DIR = flags.DEFINE_string("data_dir", None, "Converter output (manifest.json + shards).")
+DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Converter output (manifest.json + 256×256 shards); reads its train split."
+)
 BATCH = flags.DEFINE_integer("batch_size", 128, "Images per batch (the paper's 128).")
 BATCHES = flags.DEFINE_integer("batches", 20, "Timed batches per pipeline and round.")
 ROUNDS = flags.DEFINE_integer("rounds", 7, "Alternating rounds; medians are reported.")
