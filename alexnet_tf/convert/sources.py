@@ -38,7 +38,7 @@ class Item:
     name: str  # e.g. "train/n01440764/n01440764_10026.JPEG" or "n01440764.tar:n01440764_1.JPEG"
     path: str  # the file, or the tar archive holding it
     offset: int  # byte offset of the data inside `path` (0 for a plain file)
-    size: int  # bytes to read (-1: the whole file)
+    size: int  # bytes to read from `offset` (-1: the whole file)
     label: int  # class index, 0-based
     bbox_xml: str | None = None
 
@@ -139,8 +139,11 @@ def _list_source(path: str, prefix: str) -> list[tuple[str, str, int, int]]:
     """(name, path, offset, size) of every image file in a folder or a tar archive, sorted."""
     if os.path.isdir(path):
         entries = [e for e in os.scandir(path) if e.is_file() and not e.name.startswith(".")]
+        # The size goes into each shard's fingerprint: a file replaced by another of a different
+        # size makes its shard be rebuilt on resume.
         return [
-            (f"{prefix}/{e.name}", e.path, 0, -1) for e in sorted(entries, key=lambda e: e.name)
+            (f"{prefix}/{e.name}", e.path, 0, e.stat().st_size)
+            for e in sorted(entries, key=lambda e: e.name)
         ]
     try:
         with tarfile.open(path, "r:") as archive:
