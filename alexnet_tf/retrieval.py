@@ -11,6 +11,7 @@ is bounded by `max_memory_bytes`, not by the size of the training set.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 
@@ -238,8 +239,6 @@ def retrieve(
     Returns:
         The content of neighbours.json.
     """
-    import json
-
     from alexnet_tf import figures
     from alexnet_tf.input_pipeline import input_errors, make_eval_dataset
     from alexnet_tf.manifest import load_manifest
