@@ -125,7 +125,9 @@ def test_ten_patch_and_float_signatures(source, encoded, tmp_path):
         exporting.save(module, str(tmp_path / "taken"))
 
 
-def test_tools_run_on_the_savedmodel(export_dir, source, encoded):
+def test_tools_run_on_the_savedmodel(export_dir, source, encoded, tools_data_dir, tmp_path):
+    from alexnet_tf import evaluation, figures
+
     exported = SavedModelSource(export_dir)
     assert exported.wnids == source.wnids and exported.texts == source.texts
     assert exported.step == source.step == 2
@@ -134,3 +136,10 @@ def test_tools_run_on_the_savedmodel(export_dir, source, encoded):
     np.testing.assert_allclose(
         exported.predict(crops)["predictions"], source.predict(crops)["predictions"], atol=2e-6
     )
+    quiet = {"batch_size": 6, "modes": ["center"], "log": lambda line: None}
+    from_export = evaluation.evaluate([export_dir], tools_data_dir, **quiet)
+    from_checkpoint = evaluation.evaluate([source.prefix], tools_data_dir, **quiet)
+    assert from_export["center"] == from_checkpoint["center"]
+    assert from_export["num_examples"] == from_checkpoint["num_examples"] == 6
+    paths = figures.write_figures(export_dir, str(tmp_path), num_images=0, log=lambda line: None)
+    assert os.path.exists(paths["conv1_kernels"])
