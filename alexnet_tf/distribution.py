@@ -4,7 +4,8 @@ Section 3.2 of the paper splits the network over two GPUs ("model parallel"): th
 `--placement=two_towers`, which hands two devices to `build_alexnet(devices=...)`. Data
 parallelism, which the paper does not use, is what makes the same recipe practical on more GPUs:
 
-* `--strategy=default`: one device (the first GPU, or the CPU).
+* `--strategy=default`: one device (the first GPU, or the CPU), or the two devices of
+  `--placement=two_towers`.
 * `--strategy=mirrored`: `tf.distribute.MirroredStrategy` over all local GPUs (or, with no GPU,
   over every logical CPU device, which is how the tests run it).
 * `--strategy=multi_worker`: `tf.distribute.MultiWorkerMirroredStrategy`, configured by the
@@ -46,8 +47,10 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices)
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    # TensorFlow's default strategy: operations go to the first GPU if there is one, and layers
+    # placed with `devices` (two_towers) keep their own devices, which a OneDeviceStrategy
+    # scope would override.
+    return tf.distribute.get_strategy()
 
 
 def tower_devices(placement: str, strategy: tf.distribute.Strategy) -> tuple[str, str] | None:

@@ -131,6 +131,7 @@ class TrainResult:
     eval: dict[str, float]  # last evaluation: top1_error, top5_error, num_examples
     checkpoint: str | None
     workdir: str
+    replicas: int = 1  # data-parallel replicas that trained it
 
 
 def train(
@@ -232,13 +233,7 @@ def train(
         })  # fmt: skip
 
     # ---------------------------------------------------------------- update step
-    def replica_step(images, labels, step):
-        # The PCA lighting noise is a pure function of (seed, step, replica): a resumed run
-        # draws what the interrupted one would have drawn.
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        noise_seed = tf.stack(
-            [tf.constant(config.seed, tf.int64), step * replicas + tf.cast(replica, tf.int64)]
-        )
+    def gradients(images, labels, noise_seed):
         with tf.GradientTape() as tape:
             inputs = normalizer(images, training=True, seed=noise_seed)
             logits = tf.cast(logits_model(inputs, training=True)["fc8"], tf.float32)
@@ -252,17 +247,27 @@ def train(
             if config.mixed_precision == "float16":
                 loss = sgd.scale_loss(loss)
         grads = tape.gradient(loss, model.trainable_variables)
-        sgd.apply(grads, model.trainable_variables)
-        return (tf.reduce_sum(per_example), *_wrong_counts(logits, labels))  # fmt: skip
+        return grads, (tf.reduce_sum(per_example), *_wrong_counts(logits, labels))
 
-    @tf.function(jit_compile=config.xla or None)
+    if config.xla:  # the forward and backward pass; the update stays outside XLA
+        gradients = tf.function(gradients, jit_compile=True, autograph=False)
+
+    def replica_step(images, labels, step):
+        # The PCA lighting noise is a pure function of (seed, step, replica): a resumed run
+        # draws what the interrupted one would have drawn.
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        noise_seed = tf.stack(
+            [tf.constant(config.seed, tf.int64), step * replicas + tf.cast(replica, tf.int64)]
+        )
+        grads, sums = gradients(images, labels, noise_seed)
+        sgd.apply(grads, model.trainable_variables)
+        return sums
+
+    @tf.function(autograph=False)
     def train_step(images, labels, step):
-        images = strategy.experimental_distribute_values_from_function(
-            _splitter(images, local_replicas)
-        )
-        labels = strategy.experimental_distribute_values_from_function(
-            _splitter(labels, local_replicas)
-        )
+        split = local_replicas
+        images = strategy.experimental_distribute_values_from_function(_splitter(images, split))
+        labels = strategy.experimental_distribute_values_from_function(_splitter(labels, split))
         sums = strategy.run(replica_step, args=(images, labels, step))
         return [strategy.reduce("SUM", s, axis=None) for s in sums]
 
@@ -296,7 +301,7 @@ def train(
         return path if chief else None
 
     # ---------------------------------------------------------------- evaluation
-    @tf.function
+    @tf.function(autograph=False)
     def eval_step(images, labels, mask):
         logits = logits_model(normalizer(images, training=False), training=False)["fc8"]
         return _eval_counts(tf.cast(logits, tf.float32), labels, mask)
@@ -379,7 +384,7 @@ def train(
         if at_end or step % config.checkpoint_every_steps == 0:
             last_ckpt = save(step)
     writer.close()
-    return TrainResult(step, window.last_loss, last_eval, last_ckpt, config.workdir)
+    return TrainResult(step, window.last_loss, last_eval, last_ckpt, config.workdir, replicas)
 
 
 def _splitter(batch: tf.Tensor, parts: int):
