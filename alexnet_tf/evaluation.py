@@ -29,6 +29,9 @@ from alexnet_tf.manifest import load_manifest
 from alexnet_tf.sources import ModelSource, load_source
 
 MODES = ("center", "ten_patch")
+# The run's TensorBoard directory (training.SUMMARY_DIR): `tensorboard --logdir WORKDIR/tensorboard`
+# shows training and these evaluations together.
+SUMMARY_DIR = "tensorboard"
 TOP_K = (1, 5)
 
 
@@ -213,8 +216,8 @@ def evaluate(
 def write_results(workdir: str, result: dict, step: int = 0) -> str:
     """Writes WORKDIR/eval.json atomically and eval/top{1,5}_error to TensorBoard.
 
-    Each mode gets its own TensorBoard run (WORKDIR/eval/center, WORKDIR/eval/ten_patch), so the
-    two curves share one chart per tag.
+    Each mode gets its own TensorBoard run (WORKDIR/tensorboard/eval_center and eval_ten_patch,
+    beside training's own), so the curves share one chart per tag.
     """
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "eval.json")
@@ -225,7 +228,7 @@ def write_results(workdir: str, result: dict, step: int = 0) -> str:
     for mode in MODES:
         if mode not in result:
             continue
-        writer = tf.summary.create_file_writer(os.path.join(workdir, "eval", mode))
+        writer = tf.summary.create_file_writer(os.path.join(workdir, SUMMARY_DIR, f"eval_{mode}"))
         with writer.as_default():
             for name, value in result[mode].items():
                 tf.summary.scalar(f"eval/{name}", value, step=step)

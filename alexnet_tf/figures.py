@@ -240,18 +240,20 @@ def write_figures(
     num_images: int = 8,
     columns: int = 4,
     step: int | None = None,
+    summary_dir: str | None = None,
     log=print,
 ) -> dict[str, str]:
     """Writes the conv1 filters (figure 3) and top-5 guesses (figure 4, left) as PNGs.
 
     Args:
         checkpoint: a training WORKDIR, `ckpt-N` prefix or exported SavedModel.
-        output_dir: where the PNGs and the TensorBoard events (`figures/...` images) go.
+        output_dir: where the PNGs go.
         data_dir: data whose validation images are shown; by default the run's own. Not
             needed for the filters alone (`num_images=0`).
         num_images: validation images in the top-5 figure (0: no such figure).
         columns: panels per row of the top-5 figure.
         step: TensorBoard step; by default the checkpoint's.
+        summary_dir: where the TensorBoard images (`figures/...`) go; default `output_dir`.
         log: progress lines go here.
 
     Returns:
@@ -285,7 +287,7 @@ def write_figures(
             columns=columns,
         )  # fmt: skip
         paths["top5"] = os.path.join(output_dir, "top5.png")
-    writer = tf.summary.create_file_writer(output_dir)
+    writer = tf.summary.create_file_writer(summary_dir or output_dir)
     with writer.as_default():
         for name, picture in pictures.items():
             write_png(paths[name], picture)

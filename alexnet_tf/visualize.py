@@ -4,7 +4,8 @@
     python -m alexnet_tf.visualize --checkpoint=exported/demo --data_dir=DATA --output_dir=/tmp/f
 
 Writes conv1_kernels.png (tower a's 48 kernels in the top rows, tower b's below, each 11×11
-kernel drawn 4× larger and scaled to 0–255) and top5.png, and the same images to TensorBoard.
+kernel drawn 4× larger and scaled to 0–255) and top5.png, and the same images to TensorBoard
+(WORKDIR/tensorboard/figures, or --output_dir when no training run is known).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from absl import app, flags
 
 from alexnet_tf import common_flags, figures, tool_errors
+from alexnet_tf.evaluation import SUMMARY_DIR
 from alexnet_tf.sources import training_workdir
 
 CHECKPOINT = flags.DEFINE_string(
@@ -43,6 +45,8 @@ def main(argv: list[str]) -> None:
             data_dir=common_flags.DATA_DIR.value,
             num_images=NUM_IMAGES.value,
             columns=COLUMNS.value,
+            # Beside training's summaries when the run is known.
+            summary_dir=os.path.join(run, SUMMARY_DIR, "figures") if run else None,
         )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import evaluation
+from alexnet_tf import evaluation, training
 from alexnet_tf.checkpoints import CheckpointError
 from alexnet_tf.input_pipeline import make_eval_dataset, parse_example
 from alexnet_tf.manifest import load_manifest
@@ -119,7 +119,7 @@ def test_ensemble_evaluation_writes_eval_json(tools_workdir, tools_data_dir, mem
     with open(tmp_path / "eval.json") as f:
         assert json.load(f) == json.loads(json.dumps(result))
     assert len(result["per_class"]["center"]) == 10
-    assert os.listdir(tmp_path / "eval" / "center")  # TensorBoard events
+    assert os.listdir(tmp_path / "tensorboard" / "eval_center")  # TensorBoard events
 
 
 def test_unknown_checkpoint_is_named(tools_data_dir, tools_workdir, tmp_path):
@@ -152,7 +152,9 @@ def test_evaluate_binary_scores_every_example_once(tools_workdir, tools_data_dir
     for mode in ("center", "ten_patch"):
         assert set(result[mode]) == {"top1_error", "top5_error"}
         assert 0 <= result[mode]["top5_error"] <= result[mode]["top1_error"] <= 1
-    events = os.listdir(os.path.join(tools_workdir, "eval", "ten_patch"))
+    # Beside training's summaries: `tensorboard --logdir WORKDIR/tensorboard` shows both.
+    assert evaluation.SUMMARY_DIR == training.SUMMARY_DIR
+    events = os.listdir(os.path.join(tools_workdir, "tensorboard", "eval_ten_patch"))
     assert any(name.startswith("events.out.tfevents") for name in events)
 
 

@@ -65,4 +65,5 @@ def test_visualize_binary_writes_both_pngs(tools_workdir, tmp_path):
     assert filters.shape == (271, 721, 3)
     top5 = tf.io.decode_png(tf.io.read_file(str(tmp_path / "top5.png"))).numpy()
     assert top5.shape[1] == 3 * 200 + 4 * 6 and top5.shape[0] > 160
-    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))
+    summaries = os.path.join(tools_workdir, "tensorboard", "figures")
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(summaries))
