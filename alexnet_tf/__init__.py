@@ -1,4 +1,4 @@
-"""alexnet_tf: a reproduction of Krizhevsky, Sutskever and Hinton, NIPS 2012, in TensorFlow/Keras."""
+"""alexnet_tf: AlexNet of Krizhevsky, Sutskever and Hinton (NIPS 2012) in TensorFlow/Keras."""
 
 import os
 
