@@ -1,0 +1,83 @@
+"""Smoke test of the training loop on the real network and real images: train, resume, NaN stop.
+
+The full 227×227 network trains at a few images per second on two cores, so each run is 1-2
+steps of 4 images; what is checked is the bookkeeping, not the learning.
+"""
+
+import dataclasses
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import training
+from alexnet_tf.checkpoints import load_trained_model, read_model_config
+
+
+def _tags(logdir):
+    tags = set()
+    for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags |= {value.tag for value in event.summary.value}
+    return tags
+
+
+def _optimizer_state(prefix):
+    reader = tf.train.load_checkpoint(prefix)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.startswith("optimizer/")}  # fmt: skip
+
+
+def test_train_resume_and_stop_on_nan(tools_data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    config = training.TrainConfig(
+        data_dir=tools_data_dir, workdir=workdir, train_steps=2, batch_size=4,
+        eval_every_steps=0, log_every_steps=1, checkpoint_every_steps=100,
+        init="he", input_scale=1 / 64, shuffle_buffer=16, seed=3,
+    )  # fmt: skip
+
+    # --- two steps of the real network, checkpoint and evaluation at the end
+    first = training.train(config)
+    assert first.step == 2 and np.isfinite(first.loss)
+    assert first.checkpoint.endswith("ckpt-2")
+    assert first.eval["num_examples"] == 6  # every validation image once, padding not counted
+    assert first.eval["top5_error"] <= first.eval["top1_error"]
+    model_config = read_model_config(workdir)
+    assert model_config["num_classes"] == 10
+    assert model_config["model"] == {"init": "he", "dropout_rate": 0.5, "seed": 3}
+    assert model_config["preprocessing"]["input_scale"] == pytest.approx(1 / 64)
+    assert model_config["data_dir"] == os.path.abspath(tools_data_dir)
+    model, _, prefix = load_trained_model(workdir)  # the evaluation tools' way back in
+    assert prefix.endswith("ckpt-2") and model.get_layer("fc8").kernel.shape == (4096, 10)
+    expected_tags = {
+        "train/loss", "train/top1_error", "train/top5_error", "train/learning_rate",
+        "train/images_per_sec", "eval/top1_error", "eval/top5_error", "conv1/filters",
+    }  # fmt: skip
+    tags = _tags(os.path.join(workdir, training.SUMMARY_DIR))
+    assert expected_tags <= tags
+    assert any(t.startswith("weights/conv1_a/kernel") for t in tags)
+
+    # --- resume: the step, the optimizer's slots and counter carry over
+    saved = _optimizer_state(first.checkpoint)
+    momentum_keys = [k for k, v in saved.items() if v.ndim == 4 and np.any(v)]
+    assert momentum_keys, "the momentum of the conv kernels should be saved and non-zero"
+    resumed = training.train(dataclasses.replace(config, train_steps=3))
+    assert resumed.step == 3 and resumed.checkpoint.endswith("ckpt-3")
+    after = _optimizer_state(resumed.checkpoint)
+    iterations = [k for k, v in after.items() if v.ndim == 0 and v.dtype.kind == "i"]
+    assert [int(after[k]) for k in iterations] == [3]  # 1 if the optimizer had started over
+    for key in momentum_keys:  # one update later: v3 = 0.9 v2 - ..., not a fresh start
+        assert not np.array_equal(after[key], saved[key])
+        assert np.corrcoef(after[key].ravel(), saved[key].ravel())[0, 1] > 0.5
+
+    # --- a loss that overflows stops the run at that step; ckpt-3 stays the latest, untouched
+    ckpt_files = sorted(glob.glob(os.path.join(workdir, "checkpoints", "*")))
+    mtimes = [os.path.getmtime(f) for f in ckpt_files]
+    broken = dataclasses.replace(config, train_steps=5, input_scale=1e30)
+    with pytest.raises(training.NonFiniteLossError, match=r"at step 4\b.*ckpt-3"):
+        training.train(broken)
+    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-3")
+    assert sorted(glob.glob(os.path.join(workdir, "checkpoints", "*"))) == ckpt_files
+    assert [os.path.getmtime(f) for f in ckpt_files] == mtimes
