@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from alexnet_tf import common_flags, distribution, schedules, training
+from alexnet_tf import common_flags, distribution, input_pipeline, schedules, training
 from alexnet_tf.model import INITS
 
 _F = training.TrainConfig  # defaults below are the paper's, from the TrainConfig fields
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> None:
         config.validate()
         common_flags.write_flags_file(config.workdir)
         result = training.train(config)
-    except (training.ConfigError, training.NonFiniteLossError) as e:
+    except (training.ConfigError, training.NonFiniteLossError, input_pipeline.InputError) as e:
         sys.exit(f"error: {e}")
     logging.info(
         "Finished at step %d: %s (checkpoint %s)", result.step, result.eval, result.checkpoint
