@@ -23,7 +23,6 @@ TensorFlow's own (Eigen) kernels.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import statistics
@@ -41,7 +40,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from photos import real_images  # noqa: E402  (benchmarks/photos.py)
 
-from alexnet_tf import layers, optimizer  # noqa: E402
+from alexnet_tf import optimizer  # noqa: E402
 from alexnet_tf.model import IMAGE_SIZE, build_alexnet, endpoints_model  # noqa: E402
 
 FORWARD_MULTIPLY_ADDS = 724_406_816  # per 227×227 image (issue 7)
@@ -62,11 +61,6 @@ flags.DEFINE_bool("jit_compile", False, "Compile the training and inference step
 flags.DEFINE_integer("intra_op_threads", 0, "Threads inside one op (0: TensorFlow's default).")
 flags.DEFINE_integer("inter_op_threads", 0, "Ops run at once (0: TensorFlow's default).")
 flags.DEFINE_integer("num_classes", 1000, "Classes of the softmax.")
-flags.DEFINE_bool(
-    "baseline",
-    False,
-    "Also measure, interleaved, the straightforward build (TensorFlow's LRN op, no XLA).",
-)
 
 
 def _time(fn, args, steps: int) -> tuple[float, float]:
@@ -82,23 +76,8 @@ def _time(fn, args, steps: int) -> tuple[float, float]:
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
-@contextlib.contextmanager
-def straightforward_lrn():
-    """Builds traced in this context use TensorFlow's LRN op (the straightforward build)."""
-    fast = layers.local_response_normalization
-    layers.local_response_normalization = layers.reference_lrn
-    try:
-        yield
-    finally:
-        layers.local_response_normalization = fast
-
-
 def make_functions(batch_size: int, jit_compile: bool, num_classes: int = 1000) -> dict:
-    """The functions to time, each with its arguments and the GFLOP and images of one call.
-
-    A tf.function fixes its graph when first called: call it in `straightforward_lrn()` to get
-    the baseline.
-    """
+    """The functions to time, each with its arguments and the GFLOP and images of one call."""
     model = build_alexnet(num_classes, seed=0)
     logits_model = endpoints_model(model, ["fc8"])
     sgd = optimizer.make_sgd(0.01)
@@ -163,7 +142,6 @@ def run(
     jit_compile: bool = False,
     matmul_size: int = 2048,
     num_classes: int = 1000,
-    baseline: bool = False,
 ) -> dict:
     """Measures and returns the figures of the JSON line (see the module docstring)."""
     unknown = sorted(set(measure) - set(MEASURES))
@@ -172,14 +150,9 @@ def run(
     functions = make_functions(batch_size, jit_compile, num_classes)
     timed = {"matmul": make_matmul(matmul_size) + (0,)}
     timed.update({k: functions[k] for k in MEASURES if k in measure})
-    if baseline:
-        reference = make_functions(batch_size, False, num_classes)
-        timed.update({f"{k}_baseline": reference[k] for k in MEASURES if k in measure})
     for name, (fn, args, *_) in timed.items():
         start = time.perf_counter()
-        with straightforward_lrn() if name.endswith("_baseline") else contextlib.nullcontext():
-            _time(fn, args, 1)  # traces
-        for _ in range(warmup):
+        for _ in range(1 + warmup):  # the first call traces
             _time(fn, args, 1)
         print(f"warm-up {name}: {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
     seconds = {name: [] for name in timed}
@@ -238,7 +211,6 @@ def main(argv):
             flags_.jit_compile,
             flags_.matmul_size,
             flags_.num_classes,
-            flags_.baseline,
         )
     except ValueError as e:
         sys.exit(f"model_speed.py: {e}")
