@@ -15,8 +15,8 @@ def _read(name):
 
 def test_ci_runs_the_readmes_test_command():
     readme = _read("README.md")
-    block = re.search(r"## Tests\s+```bash\n(.+?)\n```", readme, re.S)
-    assert block, "README.md must have a '## Tests' section with one bash command"
+    block = re.search(r"The tests \(the command CI runs\):\s+```bash\n(.+?)\n```", readme, re.S)
+    assert block, "README.md must show the test command after 'The tests (the command CI runs):'"
     command = block.group(1).strip()
     assert command in _read(".ci/run").splitlines()
 
