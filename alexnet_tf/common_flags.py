@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from absl import flags
+from absl import app, flags
 
 FLAGS_FILE = "flags.cfg"
 
@@ -53,3 +53,27 @@ def write_flags_file(workdir: str, flag_values: flags.FlagValues = flags.FLAGS) 
         f.write("".join(f"{line}\n" for line in sorted(set(lines))))
     os.replace(tmp, path)
     return path
+
+
+def model_and_output_dir(
+    checkpoint: str | None, output_dir: str | None, default_subdir: str
+) -> tuple[str, str | None, str]:
+    """Resolves the model and output folder of a tool from --checkpoint, --workdir, --output_dir.
+
+    Returns:
+        (the checkpoint, workdir or SavedModel to load; the training run it belongs to, or None
+        for a SavedModel; the folder to write to: --output_dir, else `default_subdir` of the run).
+
+    Raises:
+        app.UsageError: neither --workdir nor --checkpoint, or nowhere to write.
+    """
+    from alexnet_tf.sources import training_workdir  # TensorFlow only where a tool needs it
+
+    model = checkpoint or WORKDIR.value
+    if not model:
+        raise app.UsageError("pass --workdir (a training run) or --checkpoint")
+    run = WORKDIR.value or training_workdir(model)
+    output_dir = output_dir or (os.path.join(run, default_subdir) if run else None)
+    if not output_dir:
+        raise app.UsageError("pass --output_dir (or --workdir)")
+    return model, run, output_dir

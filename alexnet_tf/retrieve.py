@@ -10,13 +10,11 @@ labels and distances) and retrieval.png (each query, then its k neighbours) to -
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app, flags
 
 from alexnet_tf import common_flags, retrieval, tool_errors
-from alexnet_tf.sources import training_workdir
 
 CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A ckpt-N prefix or exported SavedModel; default: the latest of --workdir."
@@ -35,14 +33,9 @@ FIGURE_QUERIES = flags.DEFINE_integer("figure_queries", 8, "Rows of retrieval.pn
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    workdir = common_flags.WORKDIR.value
-    checkpoint = CHECKPOINT.value or workdir
-    if not checkpoint:
-        raise app.UsageError("pass --workdir (a training run) or --checkpoint")
-    run = workdir or training_workdir(checkpoint)
-    output_dir = OUTPUT_DIR.value or (os.path.join(run, "retrieval") if run else None)
-    if not output_dir:
-        raise app.UsageError("pass --output_dir (or --workdir)")
+    checkpoint, _, output_dir = common_flags.model_and_output_dir(
+        CHECKPOINT.value, OUTPUT_DIR.value, "retrieval"
+    )
     for flag in (NUM_QUERIES, MAX_DATABASE):
         if flag.value < 0:
             raise app.UsageError(f"--{flag.name} must be >= 0; received {flag.value}")

@@ -17,7 +17,6 @@ from absl import app, flags
 
 from alexnet_tf import common_flags, figures, tool_errors
 from alexnet_tf.evaluation import SUMMARY_DIR
-from alexnet_tf.sources import training_workdir
 
 CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A ckpt-N prefix or exported SavedModel; default: the latest of --workdir."
@@ -30,14 +29,9 @@ COLUMNS = flags.DEFINE_integer("columns", 4, "Images per row of top5.png.")
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    workdir = common_flags.WORKDIR.value
-    checkpoint = CHECKPOINT.value or workdir
-    if not checkpoint:
-        raise app.UsageError("pass --workdir (a training run) or --checkpoint")
-    run = workdir or training_workdir(checkpoint)
-    output_dir = OUTPUT_DIR.value or (os.path.join(run, "figures") if run else None)
-    if not output_dir:
-        raise app.UsageError("pass --output_dir (or --workdir)")
+    checkpoint, run, output_dir = common_flags.model_and_output_dir(
+        CHECKPOINT.value, OUTPUT_DIR.value, "figures"
+    )
     with tool_errors.reported("visualize"):
         figures.write_figures(
             checkpoint,
