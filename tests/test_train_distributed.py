@@ -84,6 +84,19 @@ def test_mirrored_on_two_cpus_and_two_towers(tools_data_dir, tmp_path):
     assert towers["step"] == 2
 
 
+def test_xla_and_mixed_precision_train(tools_data_dir, tmp_path):
+    rc, out = _run_helper("options", tools_data_dir, tmp_path, SMALL)
+    assert rc == 0, out
+    results = {r["run"]: r for r in _results(out)}
+    assert sorted(results) == ["bfloat16", "float16", "xla"]
+    for name, result in results.items():
+        assert result["step"] == 2 and np.isfinite(result["loss"]), (name, result)
+        assert result["variable_dtype"] == "float32"  # the weights stay float32
+    assert results["xla"]["compute_dtype"] == "float32"
+    assert results["float16"]["compute_dtype"] == "float16"
+    assert results["bfloat16"]["compute_dtype"] == "bfloat16"
+
+
 def _free_ports(n):
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:
@@ -172,7 +185,15 @@ def _main(mode, data_dir, workdir, config_json):
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     config = json.loads(config_json)
-    runs = {"default": [("", {})]}.get(mode) or [
+    runs = {
+        "default": [("", {})],
+        # The accelerator options run on the CPU too (slowly), so they are tested here.
+        "options": [
+            ("xla", {"xla": True}),
+            ("float16", {"mixed_precision": "float16"}),
+            ("bfloat16", {"mixed_precision": "bfloat16"}),
+        ],
+    }.get(mode) or [
         ("bad_batch", {"strategy": "mirrored", "batch_size": 3}),
         ("mirrored", {"strategy": "mirrored"}),
         ("towers", {"placement": "two_towers"}),
@@ -187,7 +208,9 @@ def _main(mode, data_dir, workdir, config_json):
             continue
         print("RESULT", json.dumps({
             "step": result.step, "loss": result.loss,
-            "replicas": result.replicas,
+            "replicas": result.replicas, "run": name,
+            "compute_dtype": tiny_alexnet.model.get_layer("fc8").compute_dtype,
+            "variable_dtype": tiny_alexnet.model.get_layer("fc8").kernel.dtype,
             "devices": list(tiny_alexnet.devices or []),
             "kernel_devices": {t: tiny_alexnet.model.get_layer(t).kernel.value.device
                                for t in ("conv1_a", "conv1_b")},
