@@ -6,6 +6,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
+# The package before TensorFlow, as in the binaries: it switches on the oneDNN CPU kernels, which
+# TensorFlow reads once at import. Every test, run alone or in the suite, then sees the same ones.
+import alexnet_tf  # noqa: E402, F401
+
 # 10 digit classes × 8 training + 3 validation images: enough for every class to appear in each
 # split, small enough to convert in a few seconds on two shared cores.
 DEMO_TRAIN_PER_CLASS = 8

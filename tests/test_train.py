@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import augment, training
+from alexnet_tf import layers, training
 from alexnet_tf.checkpoints import load_trained_model, read_model_config
 
 
@@ -75,15 +75,17 @@ def test_train_resume_and_stop_on_nan(tools_data_dir, tmp_path):
     # --- a loss that overflows stops the run at that step; ckpt-3 stays the latest, untouched
     ckpt_files = sorted(glob.glob(os.path.join(workdir, "checkpoints", "*")))
     mtimes = [os.path.getmtime(f) for f in ckpt_files]
-    # NaN inputs make a NaN loss whatever the CPU kernels do with overflow (huge but finite
-    # inputs are squashed to zeros by the LRN with some kernels and become NaN with others).
-    normalize = augment.Normalizer.__call__
+    # NaN logits: NaN *inputs* are not enough, because oneDNN's fused convolution + ReLU maps
+    # NaN to 0 (so does the LRN to huge values); diverged weights reach the logits through fc8,
+    # which has no ReLU after it, and that is what this simulates.
+    dense_call = layers.PlacedDense.call
+
+    def nan_fc8(self, inputs, training=None):
+        outputs = dense_call(self, inputs, training=training)
+        return outputs * float("nan") if self.name == "fc8" else outputs
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            augment.Normalizer,
-            "__call__",
-            lambda self, images, **kw: normalize(self, images, **kw) * float("nan"),
-        )
+        patch.setattr(layers.PlacedDense, "call", nan_fc8)
         with pytest.raises(training.NonFiniteLossError, match=r"at step 4\b.*ckpt-3"):
             training.train(dataclasses.replace(config, train_steps=5))
     assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-3")
