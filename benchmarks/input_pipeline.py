@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from alexnet_tf import input_pipeline  # noqa: E402
+from alexnet_tf.convert import records  # noqa: E402
 from alexnet_tf.manifest import load_manifest  # noqa: E402
 
 DATA_DIR = flags.DEFINE_string(
@@ -68,26 +69,14 @@ def write_photo_shards(directory: str, num_shards: int = 8, per_shard: int = 128
                 x = int(rng.integers(0, photo.shape[1] - side + 1))
                 square = tf.image.resize(photo[y : y + side, x : x + side], [256, 256])
                 jpeg = tf.io.encode_jpeg(tf.cast(tf.round(square), tf.uint8), quality=90)
-                writer.write(_example(jpeg.numpy(), k % 7, f"photo_{shard}_{k}.JPEG"))
+                writer.write(
+                    records.to_example(
+                        encoded=jpeg.numpy(), height=256, width=256, label=k % 7,
+                        filename=f"photo_{shard}_{k}.JPEG", synset=f"c{k % 7}", text="",
+                    )
+                )  # fmt: skip
         files.append(path)
     return files
-
-
-def _example(jpeg: bytes, label: int, name: str) -> bytes:
-    def b(v):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
-
-    def i(v):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
-
-    feature = {
-        "image/encoded": b(jpeg),
-        "image/class/label": i(label),
-        "image/filename": b(name.encode()),
-        "image/height": i(256),
-        "image/width": i(256),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def decode_only(files: list[str], batch_size: int) -> tf.data.Dataset:
