@@ -74,6 +74,19 @@ def tower_devices(placement: str, strategy: tf.distribute.Strategy) -> tuple[str
     )
 
 
+def input_devices(strategy: tf.distribute.Strategy) -> list[str]:
+    """The devices of this process's replicas, in replica order: where its input batches go.
+
+    The default strategy runs on the first GPU, or on the CPU when there is none (with
+    `--placement=two_towers` too: the input is normalized there, then the towers take it).
+    """
+    try:
+        return list(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy has no worker devices of its own
+        gpus = tf.config.list_logical_devices("GPU")
+        return [gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name]
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True for the one process that writes checkpoints, summaries and logs."""
     resolver = getattr(strategy, "cluster_resolver", None)

@@ -1,10 +1,11 @@
 """The tf.data input of section 4.1: random 227×227 crops and reflections, and the ten patches.
 
 Training, the paper's four-stage overlap ("load batch n+3 from disk, transform n+2 on the CPU,
-copy n+1 to the GPU, train on n") as one tf.data graph:
+copy n+1 to the GPU, train on n"): the first two stages are one tf.data graph, and
+`device_prefetch.DevicePrefetcher` copies its batches to the accelerator ahead of the step:
 
-    shards ─ interleave ─ shuffle ─ repeat ─ crop-decode + flip (uint8) ─ batch ─ prefetch
-      n+3 (read)                              n+2 (CPU)                          n+1 (device)
+    shards ─ interleave ─ shuffle ─ repeat ─ crop-decode + flip (uint8) ─ batch ─ prefetch ─ copy
+      n+3 (read)                             n+2 (CPU)                                 n+1 (device)
 
 Only the 227×227 crop of each 256×256 JPEG is decoded (`tf.image.decode_and_crop_jpeg`) and the
 data stays `uint8` until it is batched: the float work (mean, PCA lighting, `augment.Normalizer`)

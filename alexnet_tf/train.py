@@ -72,6 +72,11 @@ MEAN = flags.DEFINE_string("mean", _F.mean, "Mean subtracted from inputs (see in
 PCA_STD = flags.DEFINE_float("pca_std", _F.pca_std, "Std of the PCA colour noise (section 4.1).")
 INPUT_SCALE = flags.DEFINE_float("input_scale", _F.input_scale, "Multiplies centred inputs.")
 SHUFFLE_BUFFER = flags.DEFINE_integer("shuffle_buffer", _F.shuffle_buffer, "Training shuffle.")
+PREFETCH_TO_DEVICE = flags.DEFINE_integer(
+    "prefetch_to_device", _F.prefetch_to_device,
+    "Batches copied to the accelerator(s) while earlier steps run (the paper's stage n+1); "
+    "0 copies each batch when its step starts.",
+)  # fmt: skip
 
 
 def main(argv: list[str]) -> None:

@@ -14,6 +14,7 @@ random state and the position in the data stream.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -28,6 +29,7 @@ from absl import logging
 
 from alexnet_tf import distribution, input_pipeline, optimizer, schedules, summaries
 from alexnet_tf.checkpoints import CHECKPOINT_DIR, write_model_config
+from alexnet_tf.device_prefetch import DevicePrefetcher
 from alexnet_tf.manifest import ManifestError, load_manifest
 from alexnet_tf.model import build_alexnet, endpoints_model
 
@@ -80,6 +82,7 @@ class TrainConfig:
     pca_std: float = 0.1
     input_scale: float = 1.0
     shuffle_buffer: int = 10_000
+    prefetch_to_device: int = 2  # batches copied to the accelerator ahead of the step
 
     def validate(self) -> None:
         """Raises ConfigError naming the first flag with a value that can't work."""
@@ -106,6 +109,7 @@ class TrainConfig:
             (self.keep_checkpoints >= 1, "--keep_checkpoints must be >= 1"),
             (self.eval_every_steps >= 0, "--eval_every_steps must be >= 0 (0: only at the end)"),
             (self.log_every_steps >= 1, "--log_every_steps must be >= 1"),
+            (self.prefetch_to_device >= 0, "--prefetch_to_device must be >= 0"),
             (self.input_scale > 0, "--input_scale must be > 0"),
             (self.pca_std >= 0, "--pca_std must be >= 0"),
             (0 <= self.dropout_rate < 1, "--dropout_rate must be in [0, 1)"),
@@ -197,6 +201,11 @@ def train(
             num_classes=manifest.num_classes,
         )
         iterator = iter(dataset)  # a plain tf.data iterator, so the checkpoint can hold it
+    # Stage n+1: each batch is split over this worker's replicas and copied to their devices
+    # while the step before it runs. The prefetcher is checkpointed with the iterator.
+    prefetcher = DevicePrefetcher(
+        iterator, distribution.input_devices(strategy), depth=config.prefetch_to_device
+    )
     normalizer = input_pipeline.make_normalizer(
         manifest, mean=config.mean, pca_std=config.pca_std, input_scale=config.input_scale
     )
@@ -264,18 +273,19 @@ def train(
         return sums
 
     @tf.function(autograph=False)
-    def train_step(images, labels, step):
-        split = local_replicas
-        images = strategy.experimental_distribute_values_from_function(_splitter(images, split))
-        labels = strategy.experimental_distribute_values_from_function(_splitter(labels, split))
-        sums = strategy.run(replica_step, args=(images, labels, step))
+    def train_step(parts, step):
+        # parts: one (images, labels) per local replica, already on the replica's device.
+        inputs = strategy.experimental_distribute_values_from_function(
+            lambda ctx: parts[ctx.replica_id_in_sync_group % local_replicas]
+        )
+        sums = strategy.run(replica_step, args=(*inputs, step))
         return [strategy.reduce("SUM", s, axis=None) for s in sums]
 
     # ---------------------------------------------------------------- checkpoint and resume
     rng_states = [v for v in model.variables if "seed_generator" in v.path]  # dropout's state
     checkpoint = tf.train.Checkpoint(
         model=model, optimizer=sgd, step=step_var, schedule=schedule, iterator=iterator,
-        normalizer=normalizer, dropout_rng=rng_states,
+        prefetched=prefetcher, normalizer=normalizer, dropout_rng=rng_states,
     )  # fmt: skip
     ckpt_dir = os.path.join(config.workdir, CHECKPOINT_DIR)
     if not chief:  # every worker takes part in saving; only the chief's copy is kept
@@ -314,8 +324,11 @@ def train(
             label_offset=manifest.label_offset,
         )  # fmt: skip
         totals = np.zeros(3)
-        with input_pipeline.input_errors(val_split.files):
-            for images, labels, mask in eval_data:
+        batches = DevicePrefetcher(
+            iter(eval_data), prefetcher.devices[:1], config.prefetch_to_device
+        )
+        with input_pipeline.input_errors(val_split.files), contextlib.closing(batches):
+            for ((images, labels, mask),) in batches:
                 totals += [float(c) for c in eval_step(images, labels, mask)]
         n = max(totals[2], 1.0)
         return {
@@ -333,64 +346,64 @@ def train(
     lr = None
     if step >= total_steps:
         logging.info("Already trained %d of %d steps in %s", step, total_steps, config.workdir)
-    while step < total_steps:
-        if (new_lr := schedule.learning_rate(step)) != lr:
-            lr = new_lr
-            sgd.learning_rate.assign(lr)
-        tick = time.time()
-        with input_pipeline.input_errors(train_split.files):
-            images, labels = next(iterator)
-        sums = train_step(images, labels, tf.constant(step, tf.int64))
-        loss_sum, wrong1, wrong5 = (float(x) for x in sums)
-        step += 1
-        step_var.assign(step)
-        n = int(labels.shape[0]) * workers
-        if not math.isfinite(loss_sum):
-            raise NonFiniteLossError(
-                f"the training loss became {loss_sum / n} at step {step}; stopped without "
-                f"saving, so the last good checkpoint ({last_ckpt or 'none yet'}) is kept. "
-                "Lower --learning_rate or --input_scale."
-            )
-        window.add(n, loss_sum, wrong1, wrong5, time.time() - tick)
-        if step % config.log_every_steps == 0 or step == total_steps:
-            elapsed = time.time() - start_time
-            left = elapsed / (step - start_step) * (total_steps - step)
-            stats = window.flush()
-            logging.info(
-                "step %d/%d  loss %.4f  top1_error %.3f  lr %.3g  %.1f images/s  %s left",
-                step, total_steps, stats["loss"], stats["top1_error"], lr,
-                stats["images_per_sec"], _duration(left),
-            )  # fmt: skip
-            writer.scalars(
-                step, {f"train/{k}": v for k, v in stats.items()} | {"train/learning_rate": lr}
-            )
-        at_end = step == total_steps
-        if val_split is not None and (
-            at_end or (config.eval_every_steps and step % config.eval_every_steps == 0)
-        ):
-            last_eval = evaluate()
-            logging.info(
-                "step %d  eval top1_error %.4f  top5_error %.4f  (%d images)",
-                step, last_eval["top1_error"], last_eval["top5_error"], last_eval["num_examples"],
-            )  # fmt: skip
-            writer.scalars(
-                step, {f"eval/{k}": v for k, v in last_eval.items() if k != "num_examples"}
-            )
-            writer.weights(step, model)
-            if schedule.update(step, last_eval["top1_error"]):
-                logging.info(
-                    "step %d: learning rate divided, now %.3g", step, schedule.learning_rate(step)
+    try:
+        while step < total_steps:
+            if (new_lr := schedule.learning_rate(step)) != lr:
+                lr = new_lr
+                sgd.learning_rate.assign(lr)
+            tick = time.time()
+            with input_pipeline.input_errors(train_split.files):
+                parts = next(prefetcher)
+            sums = train_step(parts, tf.constant(step, tf.int64))
+            loss_sum, wrong1, wrong5 = (float(x) for x in sums)
+            step += 1
+            step_var.assign(step)
+            n = config.batch_size
+            if not math.isfinite(loss_sum):
+                raise NonFiniteLossError(
+                    f"the training loss became {loss_sum / n} at step {step}; stopped without "
+                    f"saving, so the last good checkpoint ({last_ckpt or 'none yet'}) is kept. "
+                    "Lower --learning_rate or --input_scale."
                 )
-        if at_end or step % config.checkpoint_every_steps == 0:
-            last_ckpt = save(step)
-    writer.close()
+            window.add(n, loss_sum, wrong1, wrong5, time.time() - tick)
+            if step % config.log_every_steps == 0 or step == total_steps:
+                elapsed = time.time() - start_time
+                left = elapsed / (step - start_step) * (total_steps - step)
+                stats = window.flush()
+                logging.info(
+                    "step %d/%d  loss %.4f  top1_error %.3f  lr %.3g  %.1f images/s  %s left",
+                    step, total_steps, stats["loss"], stats["top1_error"], lr,
+                    stats["images_per_sec"], _duration(left),
+                )  # fmt: skip
+                writer.scalars(
+                    step, {f"train/{k}": v for k, v in stats.items()} | {"train/learning_rate": lr}
+                )
+            at_end = step == total_steps
+            if val_split is not None and (
+                at_end or (config.eval_every_steps and step % config.eval_every_steps == 0)
+            ):
+                last_eval = evaluate()
+                logging.info(
+                    "step %d  eval top1_error %.4f  top5_error %.4f  (%d images)",
+                    step, last_eval["top1_error"], last_eval["top5_error"],
+                    last_eval["num_examples"],
+                )  # fmt: skip
+                writer.scalars(
+                    step, {f"eval/{k}": v for k, v in last_eval.items() if k != "num_examples"}
+                )
+                writer.weights(step, model)
+                if schedule.update(step, last_eval["top1_error"]):
+                    logging.info(
+                        "step %d: learning rate divided, now %.3g",
+                        step,
+                        schedule.learning_rate(step),
+                    )
+            if at_end or step % config.checkpoint_every_steps == 0:
+                last_ckpt = save(step)
+    finally:
+        prefetcher.close()
+        writer.close()
     return TrainResult(step, window.last_loss, last_eval, last_ckpt, config.workdir, replicas)
-
-
-def _splitter(batch: tf.Tensor, parts: int):
-    """A value function for `experimental_distribute_values_from_function`: slice per replica."""
-    chunks = tf.split(batch, parts) if parts > 1 else [batch]
-    return lambda ctx: chunks[ctx.replica_id_in_sync_group % parts]
 
 
 def _wrong_counts(logits: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor | None = None):

@@ -8,11 +8,16 @@ Three pipelines read the same shards on this machine in the same run, in alterna
 * decode: read, parse and decode the centre 227×227 of each JPEG, batch — the limit, since
   every training image costs one crop-decode;
 * train: `make_train_dataset` (shuffle, random crop-decode, flip, batch, prefetch);
-* eval: `make_eval_dataset(ten_patch=True)` (full decode, ten patches), repeated.
+* eval: `make_eval_dataset(ten_patch=True)` (full decode, ten patches), repeated;
+* train_device: the train pipeline through `DevicePrefetcher` (depth 2) onto the device the
+  training step would use (the first GPU, else the CPU, where the copy is a no-op).
 
-Prints one JSON line: decode_images_per_sec, train_images_per_sec, eval_images_per_sec (each
-the median over rounds, also per core), cores, and train_fraction_of_decode (goal: >= 0.9): the
-median, over rounds, of the train rate divided by the decode rate timed just before it.
+Prints one JSON line: decode_images_per_sec, train_images_per_sec, eval_images_per_sec,
+train_device_images_per_sec (each the median over rounds, also per core), cores,
+train_fraction_of_decode (goal: >= 0.9): the median, over rounds, of the train rate divided by
+the decode rate timed just before it, and device_fraction_of_train: the same for train_device
+against train (what the copy stage costs; without a step to overlap, on a GPU it includes the
+copy time itself).
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from alexnet_tf import input_pipeline  # noqa: E402
+from alexnet_tf import distribution, input_pipeline  # noqa: E402
 from alexnet_tf.convert import records  # noqa: E402
+from alexnet_tf.device_prefetch import DevicePrefetcher  # noqa: E402
 from alexnet_tf.manifest import load_manifest  # noqa: E402
 
 DATA_DIR = flags.DEFINE_string(
@@ -98,7 +104,7 @@ def decode_only(files: list[str], batch_size: int) -> tf.data.Dataset:
     return images.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def segment(dataset: tf.data.Dataset, batches: int, batch_size: int) -> float:
+def segment(make_iterator, batches: int, batch_size: int) -> float:
     """Images/s of a fresh iterator in steady state.
 
     A new iterator per segment, deleted after it: an idle iterator keeps filling its buffers in
@@ -106,13 +112,15 @@ def segment(dataset: tf.data.Dataset, batches: int, batch_size: int) -> float:
     the start of a segment would be counted as speed. The warm-up is consumed as fast as it
     comes, so no buffer is full when the clock starts.
     """
-    iterator = iter(dataset)
+    iterator = make_iterator()
     for _ in range(WARMUP):
         next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
         next(iterator)
     rate = batches * batch_size / (time.perf_counter() - start)
+    if isinstance(iterator, DevicePrefetcher):
+        iterator.close()
     del iterator
     gc.collect()
     return rate
@@ -125,15 +133,21 @@ def run(data_dir: str | None, batch_size: int, batches: int, rounds: int, shuffl
         else:
             print("writing shards of sample photographs ...", file=sys.stderr)
             files = write_photo_shards(tmp)
-        datasets = {
-            "decode": decode_only(files, batch_size),
-            "train": input_pipeline.make_train_dataset(files, batch_size, shuffle_buffer=shuffle),
-            "eval": input_pipeline.make_eval_dataset(files, batch_size, ten_patch=True).repeat(),
+        train = input_pipeline.make_train_dataset(files, batch_size, shuffle_buffer=shuffle)
+        devices = distribution.input_devices(tf.distribute.get_strategy())
+        print(f"device prefetch to {devices}", file=sys.stderr)
+        pipelines = {
+            "decode": decode_only(files, batch_size).__iter__,
+            "train": train.__iter__,
+            "eval": input_pipeline.make_eval_dataset(files, batch_size, ten_patch=True)
+            .repeat()
+            .__iter__,
+            "train_device": lambda: DevicePrefetcher(iter(train), devices, depth=2),
         }
-        rates = {name: [] for name in datasets}
+        rates = {name: [] for name in pipelines}
         for r in range(rounds):
-            for name, dataset in datasets.items():
-                rates[name].append(segment(dataset, batches, batch_size))
+            for name, make_iterator in pipelines.items():
+                rates[name].append(segment(make_iterator, batches, batch_size))
             print(
                 f"round {r + 1}/{rounds}: "
                 + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()),
@@ -148,6 +162,8 @@ def run(data_dir: str | None, batch_size: int, batches: int, rounds: int, shuffl
     # before it, round by round, and take the median of those ratios.
     ratios = [t / d for t, d in zip(rates["train"], rates["decode"])]
     result["train_fraction_of_decode"] = round(statistics.median(ratios), 3)
+    ratios = [t / d for t, d in zip(rates["train_device"], rates["train"])]
+    result["device_fraction_of_train"] = round(statistics.median(ratios), 3)
     result["rounds"] = rounds
     result["images_per_round"] = batches * batch_size
     return result

@@ -75,7 +75,9 @@ def _results(out):
 def test_mirrored_on_two_cpus_and_two_towers(tools_data_dir, tmp_path):
     rc, out = _run_helper("two_cpus", tools_data_dir, tmp_path, SMALL)
     assert rc == 0, out
-    bad_batch, mirrored, towers = _results(out)
+    prefetch, bad_batch, mirrored, towers = _results(out)
+    assert [d[-5:] for d in prefetch["devices"]] == ["CPU:0", "CPU:1"]
+    assert prefetch["part_devices"] == prefetch["devices"] and prefetch["equal"]
     assert "--batch_size=3" in bad_batch["error"] and "2 replicas" in bad_batch["error"]
     assert mirrored["replicas"] == 2 and mirrored["step"] == 2 and np.isfinite(mirrored["loss"])
     assert os.path.exists(tmp_path / "mirrored" / "checkpoints" / "ckpt-2.index")
@@ -158,7 +160,9 @@ def test_killed_and_resumed_run_equals_uninterrupted(tools_data_dir, tmp_path):
     killed_at = tf.train.latest_checkpoint(str(broken / "checkpoints"))
     assert killed_at is not None and not killed_at.endswith("ckpt-60")
 
-    rc, out = _run_helper("default", tools_data_dir, broken, config)
+    # Resumed without the device prefetch: the batches the killed run had copied ahead come
+    # from the checkpoint, so the stream (and every weight) is the uninterrupted run's.
+    rc, out = _run_helper("default", tools_data_dir, broken, {**config, "prefetch_to_device": 0})
     assert rc == 0, out
     assert f"Resumed from {killed_at}" in out
     expected, resumed = (
@@ -183,6 +187,23 @@ def _main(mode, data_dir, workdir, config_json):
     from alexnet_tf import training
 
     logging.set_verbosity(logging.INFO)
+    if mode == "two_cpus":  # each replica's half of a batch is copied to the replica's device
+        from alexnet_tf import distribution, input_pipeline
+        from alexnet_tf.device_prefetch import DevicePrefetcher
+        from alexnet_tf.manifest import load_manifest
+
+        devices = distribution.input_devices(distribution.make_strategy("mirrored"))
+
+        def dataset():  # a new one each time: the same stream
+            files = load_manifest(data_dir).split("train").files
+            return input_pipeline.make_train_dataset(files, 4, seed=1, deterministic=True)
+
+        parts = next(DevicePrefetcher(iter(dataset()), devices, depth=1))
+        joined = tf.concat([images for images, _ in parts], 0)
+        print("RESULT", json.dumps({
+            "devices": devices, "part_devices": [images.device for images, _ in parts],
+            "equal": bool(tf.reduce_all(joined == next(iter(dataset()))[0])),
+        }), flush=True)  # fmt: skip
     logging.use_absl_handler()
     config = json.loads(config_json)
     runs = {

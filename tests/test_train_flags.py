@@ -43,6 +43,7 @@ def test_binary_rejects_an_unknown_schedule_naming_the_flag(tmp_path):
         ({"schedule": "cosine"}, "--schedule"),
         ({"strategy": "tpu"}, "--strategy"),
         ({"checkpoint_every_steps": 0}, "--checkpoint_every_steps"),
+        ({"prefetch_to_device": -1}, "--prefetch_to_device"),
         ({"data_dir": "/no/such/dir"}, "--data_dir"),
     ],
 )
