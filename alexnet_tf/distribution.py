@@ -99,8 +99,13 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def worker_id(strategy: tf.distribute.Strategy) -> int:
+    """This process's index among the num_workers(strategy) training processes (chief first)."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    return int(resolver.task_id or 0) if resolver is not None and resolver.task_type else 0
+    if resolver is None or not resolver.task_type:
+        return 0
+    index = int(resolver.task_id or 0)
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return index + 1 if resolver.task_type == "worker" and has_chief else index
 
 
 def num_workers(strategy: tf.distribute.Strategy) -> int:

@@ -283,20 +283,32 @@ def train(
 
     # ---------------------------------------------------------------- checkpoint and resume
     rng_states = [v for v in model.variables if "seed_generator" in v.path]  # dropout's state
+    # The position in the data stream is each worker's own: the chief's is in the checkpoint,
+    # every other worker's in WORKDIR/input-worker-N, saved at the same steps.
+    input_state = {"iterator": iterator, "prefetched": prefetcher}
     checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=sgd, step=step_var, schedule=schedule, iterator=iterator,
-        prefetched=prefetcher, normalizer=normalizer, dropout_rng=rng_states,
+        model=model, optimizer=sgd, step=step_var, schedule=schedule, normalizer=normalizer,
+        dropout_rng=rng_states, **(input_state if chief else {}),
     )  # fmt: skip
     ckpt_dir = os.path.join(config.workdir, CHECKPOINT_DIR)
+    input_manager = None
     if not chief:  # every worker takes part in saving; only the chief's copy is kept
         ckpt_dir = os.path.join(config.workdir, f"tmp-worker-{distribution.worker_id(strategy)}")
+        input_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(**input_state),
+            os.path.join(config.workdir, f"input-worker-{distribution.worker_id(strategy)}"),
+            max_to_keep=config.keep_checkpoints, checkpoint_name="ckpt",
+        )  # fmt: skip
     manager = tf.train.CheckpointManager(
         checkpoint, ckpt_dir, max_to_keep=config.keep_checkpoints, checkpoint_name="ckpt"
     )
     latest = tf.train.latest_checkpoint(os.path.join(config.workdir, CHECKPOINT_DIR))
     if latest:
         try:
-            checkpoint.restore(latest).assert_existing_objects_matched()
+            status = checkpoint.restore(latest).assert_existing_objects_matched()
+            if input_manager is not None:
+                status.expect_partial()  # the chief's input position is not this worker's
+                _restore_worker_input(input_manager, os.path.basename(latest))
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             raise ConfigError(
                 f"--workdir {config.workdir!r} holds checkpoint {latest} of a different run "
@@ -307,6 +319,7 @@ def train(
     def save(step: int) -> str:
         path = manager.save(checkpoint_number=step)
         if not chief:
+            input_manager.save(checkpoint_number=step)
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         return path if chief else None
 
@@ -404,6 +417,19 @@ def train(
         prefetcher.close()
         writer.close()
     return TrainResult(step, window.last_loss, last_eval, last_ckpt, config.workdir, replicas)
+
+
+def _restore_worker_input(manager: tf.train.CheckpointManager, name: str) -> None:
+    """Restores a non-chief worker's input position saved beside checkpoint `name` (ckpt-N)."""
+    path = os.path.join(manager.directory, name)
+    if not tf.io.gfile.exists(path + ".index"):
+        logging.warning(
+            "%s was not saved (the run stopped between the checkpoint and it); this worker's "
+            "input starts again from the beginning of its shards",
+            path,
+        )
+        return
+    manager.checkpoint.restore(path).assert_consumed()
 
 
 def _wrong_counts(logits: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor | None = None):

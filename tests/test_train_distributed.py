@@ -109,14 +109,15 @@ def _free_ports(n):
     return ports
 
 
-def test_multi_worker_with_two_local_processes(tools_data_dir, tmp_path):
+def _run_two_workers(data_dir, workdir, config):
+    """Trains with --strategy=multi_worker in two local processes; returns their outputs."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    config = {**config, "strategy": "multi_worker", "deterministic": True}
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        config = {**SMALL, "strategy": "multi_worker", "deterministic": True}
         env = {"TF_CONFIG": json.dumps(tf_config)}
-        processes.append(_run_helper("default", tools_data_dir, tmp_path, config, env, False))
+        processes.append(_run_helper("default", data_dir, workdir, config, env, False))
     try:
         outputs = [p.communicate(timeout=TIMEOUT)[0] for p in processes]
     finally:
@@ -124,12 +125,58 @@ def test_multi_worker_with_two_local_processes(tools_data_dir, tmp_path):
             p.kill()
     for p, out in zip(processes, outputs, strict=True):
         assert p.returncode == 0, out
+    return outputs
+
+
+def test_multi_worker_with_two_local_processes(tools_data_dir, tmp_path):
+    outputs = _run_two_workers(tools_data_dir, tmp_path, SMALL)
     chief, worker = (_results(out)[0] for out in outputs)
     assert chief["replicas"] == worker["replicas"] == 2
     assert chief["step"] == worker["step"] == 2
     assert chief["loss"] == pytest.approx(worker["loss"])  # one model, the global batch's loss
     assert os.path.exists(tmp_path / "checkpoints" / "ckpt-2.index")
     assert not [d for d in os.listdir(tmp_path) if d.startswith("tmp-worker")]
+
+
+def test_multi_worker_resume_gives_each_worker_its_own_input_back(tools_data_dir, tmp_path):
+    # Each worker reads its own records: a resumed worker must continue its own stream, not
+    # the chief's (which is what the chief's checkpoint holds).
+    config = {**SMALL, "checkpoint_every_steps": 2, "keep_checkpoints": 2, "seed": 3}
+    _run_two_workers(tools_data_dir, tmp_path / "whole", {**config, "train_steps": 6})
+    _run_two_workers(tools_data_dir, tmp_path / "resumed", {**config, "train_steps": 4})
+    outputs = _run_two_workers(tools_data_dir, tmp_path / "resumed", {**config, "train_steps": 6})
+    assert all("Resumed from" in out and "ckpt-4" in out for out in outputs), outputs
+    assert sorted(os.listdir(tmp_path / "resumed" / "input-worker-1")) == [
+        "checkpoint",
+        *(f"ckpt-{n}.{ext}" for n in (4, 6) for ext in ("data-00000-of-00001", "index")),
+    ]  # worker 1's own input positions, pruned like the checkpoints
+    expected = _state(str(tmp_path / "whole" / "checkpoints" / "ckpt-6"))
+    resumed = _state(str(tmp_path / "resumed" / "checkpoints" / "ckpt-6"))
+    assert expected.keys() == resumed.keys() and len(expected) > 4
+    for key, value in expected.items():  # all-reduce order may differ by round-off
+        np.testing.assert_allclose(resumed[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_worker_ids_count_the_chief_first():
+    import types
+
+    import tensorflow as tf
+
+    from alexnet_tf import distribution
+
+    spec = tf.train.ClusterSpec({"chief": ["a:1"], "worker": ["b:1", "c:1"]})
+    tasks = [("chief", 0), ("worker", 0), ("worker", 1)]
+    strategies = [
+        types.SimpleNamespace(
+            cluster_resolver=tf.distribute.cluster_resolver.SimpleClusterResolver(
+                spec, task_type=task, task_id=index
+            )
+        )
+        for task, index in tasks
+    ]
+    assert [distribution.worker_id(s) for s in strategies] == [0, 1, 2]
+    assert [distribution.num_workers(s) for s in strategies] == [3, 3, 3]
+    assert [distribution.is_chief(s) for s in strategies] == [True, False, False]
 
 
 def _state(prefix):
