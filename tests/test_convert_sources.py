@@ -96,6 +96,73 @@ def test_val_tar_and_train_tar_are_read_in_place(tmp_path):
     assert all(sources.read_bytes(i) == data for i in items)
 
 
+def _write_tar(path, files):
+    with tarfile.open(path, "w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def _train_download(tmp_path):
+    """An ILSVRC2012_img_train.tar of two class tars of real photos; returns (path, jpegs)."""
+    from alexnet_tf.demo_data import encode_jpeg, sample_photographs
+
+    photos = sample_photographs()
+    jpegs = {name: encode_jpeg(photos[name]) for name in ("china", "flower", "chelsea")}
+    classes = {"n02123045": ["chelsea"], "n01440764": ["china", "flower"]}  # stored unsorted
+    inner = {}
+    for wnid, names in classes.items():
+        _write_tar(
+            tmp_path / f"{wnid}.tar", {f"{wnid}_{i}.JPEG": jpegs[n] for i, n in enumerate(names)}
+        )
+        inner[f"{wnid}.tar"] = (tmp_path / f"{wnid}.tar").read_bytes()
+    outer = tmp_path / "ILSVRC2012_img_train.tar"
+    _write_tar(outer, inner)
+    return str(outer), jpegs
+
+
+def test_the_train_download_tar_of_class_tars_is_read_in_place(tmp_path):
+    outer, jpegs = _train_download(tmp_path)
+    synsets, texts = sources.find_classes(outer, None)
+    assert synsets == ["n01440764", "n02123045"]
+    assert texts == ["tench, Tinca tinca", "tabby, tabby cat"]
+    items = sources.list_train(outer, synsets, {"n02123045_0": "n02123045_0.xml"})
+    assert [(i.name, i.label) for i in items] == [
+        ("ILSVRC2012_img_train.tar:n01440764.tar:n01440764_0.JPEG", 0),
+        ("ILSVRC2012_img_train.tar:n01440764.tar:n01440764_1.JPEG", 0),
+        ("ILSVRC2012_img_train.tar:n02123045.tar:n02123045_0.JPEG", 1),
+    ]
+    assert [i.basename for i in items][0] == "n01440764_0.JPEG"
+    assert [sources.read_bytes(i) for i in items] == [
+        jpegs[n] for n in ("china", "flower", "chelsea")
+    ]
+    assert items[2].bbox_xml == "n02123045_0.xml"
+
+
+def test_the_train_download_tar_converts(tmp_path):
+    from alexnet_tf.convert import convert
+    from alexnet_tf.manifest import load_manifest
+
+    outer, _ = _train_download(tmp_path)
+    output = tmp_path / "records"
+    result = convert(output_dir=str(output), train_dir=outer, num_workers=1, show_progress=False)
+    assert result.complete, result.errors
+    train = load_manifest(str(output)).split("train")
+    assert train.num_examples == 3
+
+
+def test_a_train_dir_that_is_not_the_download_is_named(tmp_path):
+    _write_tar(tmp_path / "photos.tar", {"a.JPEG": b"not used"})
+    with pytest.raises(ConvertError, match=r"photos.tar is a tar archive without <wnid>.tar"):
+        sources.find_classes(str(tmp_path / "photos.tar"), None)
+    (tmp_path / "notes.txt").write_text("not a tar")
+    with pytest.raises(ConvertError, match=r"--train_dir=.*notes.txt can't be read as an unc"):
+        sources.find_classes(str(tmp_path / "notes.txt"), None)
+    with pytest.raises(ConvertError, match=r"--train_dir=.*missing is neither a folder nor"):
+        sources.find_classes(str(tmp_path / "missing"), None)
+
+
 def test_classes_sorted_with_packaged_texts(tmp_path):
     for name in ("n02123045", "n01440764", "x_custom"):
         os.makedirs(tmp_path / name)

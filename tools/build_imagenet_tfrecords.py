@@ -22,7 +22,10 @@ from alexnet_tf.convert.verify import verify  # noqa: E402
 from alexnet_tf.manifest import ManifestError  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("train_dir", None, "train/<wnid>/ folders or <wnid>.tar files; omit to skip.")
+flags.DEFINE_string(
+    "train_dir", None,
+    "train/<wnid>/ folders, <wnid>.tar files, or ILSVRC2012_img_train.tar itself; omit to skip.",
+)  # fmt: skip
 flags.DEFINE_string("val_dir", None, "Validation images (folder or ILSVRC2012_img_val.tar).")
 flags.DEFINE_string(
     "val_labels",

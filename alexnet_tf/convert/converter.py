@@ -115,7 +115,8 @@ def convert(
 
     Args:
         output_dir: where shards, `manifest.json` and `mean_image.npy` go (created).
-        train_dir: `<wnid>/` folders or `<wnid>.tar` archives of training images, or None.
+        train_dir: `<wnid>/` folders or `<wnid>.tar` archives of training images, the
+            ILSVRC2012_img_train.tar download itself (a tar of `<wnid>.tar` files), or None.
         val_dir: folder (or tar archive) of validation images, or None.
         val_labels: validation labels (LOC_val_solution.csv, devkit ground truth, or one wnid a
             line in sorted file-name order).

@@ -1,7 +1,8 @@
 """Finding the images of an ILSVRC-style download, their labels, class texts and bounding boxes.
 
-Training images come from `train/<wnid>/` folders or from the official per-class `<wnid>.tar`
-files, read in place (each member is located by its byte offset, so no extraction is needed).
+Training images come from `train/<wnid>/` folders, from the official per-class `<wnid>.tar`
+files, or from the download itself, `ILSVRC2012_img_train.tar` (a tar of those `<wnid>.tar`
+files), all read in place: each image is located by its byte offset, so nothing is extracted.
 Validation images come from a folder or from `ILSVRC2012_img_val.tar`, labelled by any of:
 
 * `LOC_val_solution.csv` (Kaggle): `ImageId,PredictionString`, the first wnid is the label;
@@ -79,11 +80,21 @@ def _parse_synset_lines(lines: list[str], source: str) -> dict[str, str]:
     return table
 
 
+@dataclasses.dataclass(frozen=True)
+class _NestedTar:
+    """A `<wnid>.tar` stored inside ILSVRC2012_img_train.tar: its data's place in the outer file."""
+
+    archive: str
+    name: str
+    offset: int
+
+
 def find_classes(train_dir: str | None, labels_file: str | None) -> tuple[list[str], list[str]]:
     """The class wnids in label order and their texts.
 
     Args:
-        train_dir: folder of `<wnid>/` folders or `<wnid>.tar` files, or None.
+        train_dir: folder of `<wnid>/` folders or `<wnid>.tar` files, or the
+            ILSVRC2012_img_train.tar archive of `<wnid>.tar` files, or None.
         labels_file: optional file of 'wnid [words]' lines giving the label order (and texts).
 
     Returns:
@@ -116,10 +127,14 @@ def find_classes(train_dir: str | None, labels_file: str | None) -> tuple[list[s
     return synsets, texts
 
 
-def _class_sources(train_dir: str) -> dict[str, str]:
-    """wnid -> its folder or .tar file under train_dir."""
+def _class_sources(train_dir: str) -> dict[str, str | _NestedTar]:
+    """wnid -> its folder or .tar file under train_dir, or its .tar inside the train_dir tar."""
+    if os.path.isfile(train_dir):
+        return _nested_class_tars(train_dir)
     if not os.path.isdir(train_dir):
-        raise ConvertError(f"--train_dir={train_dir} is not a directory")
+        raise ConvertError(
+            f"--train_dir={train_dir} is neither a folder nor the ILSVRC2012_img_train.tar archive"
+        )
     sources = {}
     for entry in sorted(os.scandir(train_dir), key=lambda e: e.name):
         if entry.name.startswith("."):
@@ -135,8 +150,32 @@ def _class_sources(train_dir: str) -> dict[str, str]:
     return sources
 
 
-def _list_source(path: str, prefix: str) -> list[tuple[str, str, int, int]]:
+def _nested_class_tars(path: str) -> dict[str, _NestedTar]:
+    """wnid -> each `<wnid>.tar` member of a tar archive (ILSVRC2012_img_train.tar)."""
+    try:
+        with tarfile.open(path, "r:") as archive:
+            members = [m for m in archive.getmembers() if m.isfile()]
+    except (OSError, tarfile.TarError) as e:
+        raise ConvertError(
+            f"--train_dir={path} can't be read as an uncompressed tar archive: {e}"
+        ) from e
+    sources = {}
+    for m in sorted(members, key=lambda m: m.name):
+        base = os.path.basename(m.name)
+        if base.endswith(".tar") and not base.startswith("."):
+            sources.setdefault(base[: -len(".tar")], _NestedTar(path, m.name, m.offset_data))
+    if not sources:
+        raise ConvertError(
+            f"--train_dir={path} is a tar archive without <wnid>.tar members; give the "
+            "ILSVRC2012_img_train.tar download, or a folder of class folders or <wnid>.tar files"
+        )
+    return sources
+
+
+def _list_source(path: str | _NestedTar, prefix: str) -> list[tuple[str, str, int, int]]:
     """(name, path, offset, size) of every image file in a folder or a tar archive, sorted."""
+    if isinstance(path, _NestedTar):
+        return _list_nested(path)
     if os.path.isdir(path):
         entries = [e for e in os.scandir(path) if e.is_file() and not e.name.startswith(".")]
         # The size goes into each shard's fingerprint: a file replaced by another of a different
@@ -152,6 +191,24 @@ def _list_source(path: str, prefix: str) -> list[tuple[str, str, int, int]]:
         raise ConvertError(f"{path} can't be read as an uncompressed tar archive: {e}") from e
     members.sort(key=lambda m: m.name)
     return [(f"{os.path.basename(path)}:{m.name}", path, m.offset_data, m.size) for m in members]
+
+
+def _list_nested(nested: _NestedTar) -> list[tuple[str, str, int, int]]:
+    """Like _list_source for a `<wnid>.tar` inside another tar: offsets are in the outer file."""
+    try:
+        with open(nested.archive, "rb") as f:
+            f.seek(nested.offset)
+            # tarfile takes the file's position as the archive's start and records absolute
+            # positions, so each member's offset_data is its place in the outer file.
+            with tarfile.open(fileobj=f, mode="r:") as archive:
+                members = [m for m in archive.getmembers() if m.isfile()]
+    except (OSError, tarfile.TarError) as e:
+        raise ConvertError(
+            f"{nested.name} inside {nested.archive} can't be read as a tar archive: {e}"
+        ) from e
+    members.sort(key=lambda m: m.name)
+    base = f"{os.path.basename(nested.archive)}:{nested.name}"
+    return [(f"{base}:{m.name}", nested.archive, m.offset_data, m.size) for m in members]
 
 
 def list_train(train_dir: str, synsets: list[str], bboxes: dict[str, str]) -> list[Item]:
