@@ -1,10 +1,15 @@
-"""The float half of section 4.1: mean subtraction and PCA lighting noise, on whole batches.
+"""The batch half of section 4.1: reflections, mean subtraction and PCA lighting noise.
 
-The tf.data pipeline (`input_pipeline.py`) keeps images `uint8` through the CPU stages; the
-`Normalizer` here turns a batch into the network's float input inside the training (or
-evaluation, or serving) step, on the accelerator where there is one:
+The tf.data pipeline (`input_pipeline.py`) keeps images `uint8` through the CPU stages and only
+crops them; the `Normalizer` here turns a batch into the network's float input inside the
+training (or evaluation, or serving) step, on the accelerator where there is one:
 
-    x = (float32(images) - mean + lighting_noise) * input_scale
+    x = (float32(reflect(images)) - mean + lighting_noise) * input_scale
+
+* Reflections (training only): "generating ... horizontal reflections" (section 4.1), each image
+  mirrored left-right with probability 1/2. They are drawn here, on the whole batch, because a
+  per-image `tf.reverse` in the tf.data map cost 10-15% of the CPU pipeline's rate on this
+  machine (BUILD.md, "Input pipeline"), and on an accelerator it costs nothing.
 
 * Mean ("We did not pre-process the images in any other way, except for subtracting the mean
   activity over the training set from each pixel", section 2). `mean="image"` subtracts the
@@ -56,13 +61,14 @@ IMAGENET_CHANNEL_MEAN = (123.68, 116.779, 103.939)
 
 
 class Normalizer(tf.Module):
-    """uint8 batches → float32 network input: mean subtraction, PCA lighting, scaling.
+    """uint8 batches → float32 network input: reflection, mean subtraction, PCA lighting, scaling.
 
     Call it as `normalizer(images, training=True)` on a batch `[..., H, W, 3]` of any rank (the
     ten-patch evaluation batches are `[B, 10, 227, 227, 3]`); `training` is a Python bool (the
-    noise is traced in or out). With `mean="image"`, H and W must be 227. `seed` (a shape-[2]
-    integer tensor) makes the lighting noise a pure function of the seed, for reproducible runs;
-    without it the noise comes from TensorFlow's global generator.
+    reflections and noise are traced in or out). With `mean="image"`, H and W must be 227.
+    `seed` (a shape-[2] integer tensor) makes the reflections and the lighting noise a pure
+    function of the seed, for reproducible runs; without it they come from TensorFlow's global
+    generator.
     """
 
     def __init__(
@@ -88,12 +94,27 @@ class Normalizer(tf.Module):
             )
 
     def __call__(self, images: tf.Tensor, training: bool, seed: tf.Tensor | None = None):
+        if training:
+            images = self.reflect(images, seed)
         x = tf.cast(images, tf.float32) - self.mean
         if training and self._config["pca_std"] > 0:
             x += self.lighting_noise(tf.shape(x)[:-3], seed)[..., tf.newaxis, tf.newaxis, :]
         if self._config["input_scale"] != 1.0:
             x *= self._config["input_scale"]
         return x
+
+    @staticmethod
+    def reflect(images: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
+        """Each image of `[..., H, W, C]` mirrored left-right with probability 1/2."""
+        batch_shape = tf.shape(images)[:-3]
+        if seed is None:
+            u = tf.random.uniform(batch_shape)
+        else:  # a stream of its own, not the lighting noise's
+            u = tf.random.stateless_uniform(
+                batch_shape, tf.random.experimental.stateless_fold_in(seed, 1)
+            )
+        mirrored = (u < 0.5)[..., tf.newaxis, tf.newaxis, tf.newaxis]
+        return tf.where(mirrored, tf.reverse(images, axis=[-2]), images)
 
     def lighting_noise(self, batch_shape: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
         """One RGB offset per image, `[*batch_shape, 3]`, on the 0-255 scale (see module doc)."""

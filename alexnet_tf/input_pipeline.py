@@ -1,17 +1,18 @@
-"""The tf.data input of section 4.1: random 227×227 crops and reflections, and the ten patches.
+"""The tf.data input of section 4.1: random 227×227 crops, and the ten patches.
 
 Training, the paper's four-stage overlap ("load batch n+3 from disk, transform n+2 on the CPU,
 copy n+1 to the GPU, train on n"): the first two stages are one tf.data graph, and
 `device_prefetch.DevicePrefetcher` copies its batches to the accelerator ahead of the step:
 
-    shards ─ interleave ─ shuffle ─ repeat ─ crop-decode + flip (uint8) ─ batch ─ prefetch ─ copy
-      n+3 (read)                             n+2 (CPU)                                 n+1 (device)
+    shards ─ interleave ─ shuffle ─ repeat ─ crop-decode (uint8) ─ batch ─ prefetch ─ copy
+      n+3 (read)                             n+2 (CPU)                         n+1 (device)
 
 Only the 227×227 crop of each 256×256 JPEG is decoded (`tf.image.decode_and_crop_jpeg`) and the
-data stays `uint8` until it is batched: the float work (mean, PCA lighting, `augment.Normalizer`)
-runs on whole batches inside the training step. Images whose shorter side is not 256 (shards of
-original-size photos, as tensorflow/models' build_imagenet_data.py writes them) are decoded,
-cut to their central square and resized to 256×256 first, as the paper did (section 2).
+data stays `uint8`: the reflections and the float work (`augment.Normalizer`: reflect, mean, PCA
+lighting) run on whole batches inside the training step, on the accelerator where there is one.
+Images whose shorter side is not 256 (shards of original-size photos, as tensorflow/models'
+build_imagenet_data.py writes them) are decoded, cut to their central square and resized to
+256×256 first, as the paper did (section 2).
 
 Evaluation: the centre crop, or the paper's ten patches (`TEN_PATCHES`), in batches of a fixed
 size; the last batch is padded and the `mask` says which rows are real, so every example counts
@@ -166,19 +167,21 @@ def _crop(encoded, dy, dx):
 
 
 def train_preprocess(encoded: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """A random 227×227 crop of the 256×256 image, reflected with probability 1/2 (section 4.1).
+    """A random 227×227 crop of the 256×256 image (section 4.1's translations).
+
+    Its horizontal reflection is drawn later, per batch, by `Normalizer(training=True)`: a
+    per-image `tf.reverse` here cost 10-15% of the pipeline's rate (see augment.py).
 
     Args:
         encoded: JPEG bytes.
-        seed: shape-[2] integer tensor; the crop and flip are a pure function of it.
+        seed: shape-[2] integer tensor; the crop is a pure function of it.
 
     Returns:
         uint8 [227, 227, 3].
     """
-    u = tf.random.stateless_uniform([3], seed)
-    dy, dx = tf.unstack(tf.cast(u[:2] * CROP_RANGE, tf.int32))
-    image = _crop(encoded, dy, dx)
-    return tf.cond(u[2] < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
+    u = tf.random.stateless_uniform([2], seed)
+    dy, dx = tf.unstack(tf.cast(u * CROP_RANGE, tf.int32))
+    return _crop(encoded, dy, dx)
 
 
 def eval_crops(encoded: tf.Tensor, ten_patch: bool = False) -> tf.Tensor:
@@ -245,7 +248,9 @@ def make_train_dataset(
     deterministic: bool = False,
     num_classes: int | None = None,
 ) -> tf.data.Dataset:
-    """The endless training stream of section 4.1: random crops and reflections, uint8.
+    """The endless training stream of section 4.1: random crops, uint8.
+
+    The reflections are drawn per batch by `Normalizer(training=True)` in the training step.
 
     Args:
         files: TFRecord shards of tf.train.Example (keys of `parse_example`).
@@ -253,7 +258,7 @@ def make_train_dataset(
             `input_context.get_per_replica_batch_size(batch_size)` examples per batch.
         label_offset: subtracted from image/class/label (manifest.label_offset; 1 for shards
             of tensorflow/models, whose labels start at 1).
-        seed: makes the file order, shuffle, crops and flips reproducible with `deterministic`.
+        seed: makes the file order, shuffle and crops reproducible with `deterministic`.
         shuffle_buffer: records in the shuffle buffer (they are also in iterator checkpoints).
         input_context: from `strategy.distribute_datasets_from_function`; each worker reads its
             own shards (or every n-th record when there are fewer shards than workers).
@@ -283,7 +288,7 @@ def make_train_dataset(
 
     def preprocess(count, record_and_shard):
         encoded, label = _checked(*record_and_shard, label_offset, num_classes)
-        # Each example's crop and flip come from its position in the stream, not from the
+        # Each example's crop comes from its position in the stream, not from the
         # order in which parallel calls happen to run; the count is part of the iterator state.
         key = tf.stack([tf.constant(seed, tf.int64), count * n + index])
         return train_preprocess(encoded, key), label

@@ -7,7 +7,8 @@ Three pipelines read the same shards on this machine in the same run, in alterna
 
 * decode: read, parse and decode the centre 227×227 of each JPEG, batch — the limit, since
   every training image costs one crop-decode;
-* train: `make_train_dataset` (shuffle, random crop-decode, flip, batch, prefetch);
+* train: `make_train_dataset` (shuffle, random crop-decode, batch, prefetch; the reflections
+  are drawn per batch in the training step, not here);
 * eval: `make_eval_dataset(ten_patch=True)` (full decode, ten patches), repeated;
 * train_device: the train pipeline through `DevicePrefetcher` (depth 2) onto the device the
   training step would use (the first GPU, else the CPU, where the copy is a no-op).

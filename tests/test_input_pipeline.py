@@ -146,7 +146,7 @@ def _locate(crop, image):
     return None
 
 
-def test_train_crops_lie_inside_the_image_and_are_reflected_half_the_time(data):
+def test_train_crops_lie_inside_the_image_unreflected(data):
     encoded = _encoded(data, 1)
     image = _decoded(encoded)
     found = []
@@ -154,12 +154,31 @@ def test_train_crops_lie_inside_the_image_and_are_reflected_half_the_time(data):
         crop = ip.train_preprocess(tf.constant(encoded), tf.constant([7, i], tf.int64)).numpy()
         assert crop.shape == (SIZE, SIZE, 3) and crop.dtype == np.uint8
         where = _locate(crop, image)
-        assert where is not None, f"crop {i} is not a (reflected) 227×227 patch of the image"
+        assert where is not None, f"crop {i} is not a 227×227 patch of the image"
         found.append(where)
     offsets = np.array([(dy, dx) for dy, dx, _ in found])
     assert offsets.min() >= 0 and offsets.max() <= 29
     assert len(set(map(tuple, offsets))) > 12  # the offsets vary
-    assert 0 < sum(flipped for *_, flipped in found) < len(found)  # both reflections occur
+    assert not any(flipped for *_, flipped in found)  # reflections come in the normalizer
+
+
+def test_the_normalizer_reflects_about_half_the_images_of_a_training_batch(data):
+    crops = np.stack(data["stored"])[:, 10 : 10 + SIZE, 5 : 5 + SIZE]  # 11 distinct photos
+    batch = np.concatenate([crops] * 6)  # 66 images
+    normalizer = make_normalizer(None, mean="none", pca_std=0.0)  # reflection only
+    seed = tf.constant([4, 2], tf.int64)
+    out = normalizer(batch, training=True, seed=seed).numpy()
+    mirrored = [np.array_equal(o, b[:, ::-1]) for o, b in zip(out, batch)]
+    kept = [np.array_equal(o, b) for o, b in zip(out, batch)]
+    assert all(m != k for m, k in zip(mirrored, kept))  # each image: itself or its mirror
+    assert 20 <= sum(mirrored) <= 46  # p = 1/2 (a 99.8% interval for 66 draws)
+    again = normalizer(batch, training=True, seed=seed).numpy()
+    np.testing.assert_array_equal(out, again)  # a pure function of the seed
+    other = normalizer(batch, training=True, seed=tf.constant([4, 3], tf.int64)).numpy()
+    assert not np.array_equal(out, other)
+    traced = tf.function(lambda x, s: normalizer(x, training=True, seed=s))(batch, seed)
+    np.testing.assert_array_equal(traced, out)
+    np.testing.assert_array_equal(normalizer(batch, training=False), batch)  # never in eval
 
 
 def test_ten_patches_equal_a_numpy_reference(data):
