@@ -18,7 +18,10 @@ train_device_images_per_sec (each the median over rounds, also per core), cores,
 train_fraction_of_decode (goal: >= 0.9): the median, over rounds, of the train rate divided by
 the decode rate timed just before it, and device_fraction_of_train: the same for train_device
 against train (what the copy stage costs; without a step to overlap, on a GPU it includes the
-copy time itself).
+copy time itself). Each pipeline's CPU time per image (the process's user + system time over the
+segment: every tf.data thread) is printed too, `*_cpu_ms_per_image`, with
+`train_fraction_of_decode_cpu`, the median of decode's CPU time per image over train's: when both
+pipelines keep every core busy this is the same ratio, less disturbed by the machine's drift.
 """
 
 from __future__ import annotations
@@ -105,26 +108,30 @@ def decode_only(files: list[str], batch_size: int) -> tf.data.Dataset:
     return images.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def segment(make_iterator, batches: int, batch_size: int) -> float:
+def segment(make_iterator, batches: int, batch_size: int) -> tuple[float, float]:
     """Images/s of a fresh iterator in steady state.
 
     A new iterator per segment, deleted after it: an idle iterator keeps filling its buffers in
     the background, which would steal cores from the next pipeline timed, and a full buffer at
     the start of a segment would be counted as speed. The warm-up is consumed as fast as it
     comes, so no buffer is full when the clock starts.
+
+    Returns:
+        (images per second, CPU milliseconds per image).
     """
     iterator = make_iterator()
     for _ in range(WARMUP):
         next(iterator)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(batches):
         next(iterator)
     rate = batches * batch_size / (time.perf_counter() - start)
+    cpu_ms = (time.process_time() - cpu_start) * 1e3 / (batches * batch_size)
     if isinstance(iterator, DevicePrefetcher):
         iterator.close()
     del iterator
     gc.collect()
-    return rate
+    return rate, cpu_ms
 
 
 def run(data_dir: str | None, batch_size: int, batches: int, rounds: int, shuffle: int) -> dict:
@@ -146,9 +153,12 @@ def run(data_dir: str | None, batch_size: int, batches: int, rounds: int, shuffl
             "train_device": lambda: DevicePrefetcher(iter(train), devices, depth=2),
         }
         rates = {name: [] for name in pipelines}
+        cpu = {name: [] for name in pipelines}
         for r in range(rounds):
             for name, make_iterator in pipelines.items():
-                rates[name].append(segment(make_iterator, batches, batch_size))
+                rate, cpu_ms = segment(make_iterator, batches, batch_size)
+                rates[name].append(rate)
+                cpu[name].append(cpu_ms)
             print(
                 f"round {r + 1}/{rounds}: "
                 + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()),
@@ -165,6 +175,10 @@ def run(data_dir: str | None, batch_size: int, batches: int, rounds: int, shuffl
     result["train_fraction_of_decode"] = round(statistics.median(ratios), 3)
     ratios = [t / d for t, d in zip(rates["train_device"], rates["train"])]
     result["device_fraction_of_train"] = round(statistics.median(ratios), 3)
+    for k, v in cpu.items():
+        result[f"{k}_cpu_ms_per_image"] = round(statistics.median(v), 3)
+    ratios = [d / t for t, d in zip(cpu["train"], cpu["decode"])]
+    result["train_fraction_of_decode_cpu"] = round(statistics.median(ratios), 3)
     result["rounds"] = rounds
     result["images_per_round"] = batches * batch_size
     return result
