@@ -99,36 +99,43 @@ def parse_example(serialized: tf.Tensor, label_offset: int = 0) -> dict[str, tf.
     }
 
 
-def _checked(serialized, shard, label_offset, num_classes):
-    """parse_example, then asserts that name the record: a JPEG and a label in range.
+def _checked(serialized, shard, label_offset):
+    """parse_example, then an assertion that names the record unless its image is a JPEG.
 
-    The message pieces are constants or tensors already at hand, so nothing is formatted unless
-    a check fails; `input_errors` joins the pieces back into one sentence.
+    Returns (encoded, label, image/filename). The message pieces are constants or tensors
+    already at hand, so nothing is formatted unless the check fails; `input_errors` joins the
+    pieces back into one sentence. Labels are checked per batch (`_check_labels`): every op in
+    the per-image function costs CPU time on every image.
     """
     example = parse_example(serialized, label_offset)
     name = example["filename"]
+    check = tf.debugging.Assert(
+        tf.io.is_jpeg(example["encoded"]),
+        [_MARK + "record", name, "in", shard, "has image/encoded that is not a JPEG image"],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(example["encoded"]), example["label"], name
+
+
+def _check_labels(labels, names, shards, label_offset, num_classes):
+    """One assertion per batch that every label is a class index; names the first that is not."""
     upper = num_classes if num_classes is not None else tf.int32.max
-    in_range = (example["label"] >= 0) & (example["label"] < upper)
-    checks = [
-        tf.debugging.Assert(
-            tf.io.is_jpeg(example["encoded"]),
-            [_MARK + "record", name, "in", shard, "has image/encoded that is not a JPEG image"],
-        ),
-        tf.debugging.Assert(
-            in_range,
-            [
-                _MARK + "record",
-                name,
-                "in",
-                shard,
-                "has image/class/label",
-                tf.cast(example["label"], tf.int64) + label_offset,
-                f"which minus label_offset {label_offset} is not a class index in [0, {upper})",
-            ],
-        ),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(example["encoded"]), tf.identity(example["label"])
+    in_range = (labels >= 0) & (labels < upper)
+    bad = tf.argmin(tf.cast(in_range, tf.int32))  # the first False (0 if all are in range)
+    check = tf.debugging.Assert(
+        tf.reduce_all(in_range),
+        [
+            _MARK + "record",
+            names[bad],
+            "in",
+            shards[bad],
+            "has image/class/label",
+            tf.cast(labels[bad], tf.int64) + label_offset,
+            f"which minus label_offset {label_offset} is not a class index in [0, {upper})",
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(labels)
 
 
 # --------------------------------------------------------------------------- crops
@@ -287,17 +294,21 @@ def make_train_dataset(
     records = records.shuffle(shuffle_buffer, seed=seed + index).repeat()
 
     def preprocess(count, record_and_shard):
-        encoded, label = _checked(*record_and_shard, label_offset, num_classes)
+        record, shard = record_and_shard
+        encoded, label, name = _checked(record, shard, label_offset)
         # Each example's crop comes from its position in the stream, not from the
         # order in which parallel calls happen to run; the count is part of the iterator state.
         key = tf.stack([tf.constant(seed, tf.int64), count * n + index])
-        return train_preprocess(encoded, key), label
+        return train_preprocess(encoded, key), label, name, shard
+
+    def checked(images, labels, names, shards):
+        return images, _check_labels(labels, names, shards, label_offset, num_classes)
 
     images = records.enumerate().map(
         preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
     )
     # Batch while still uint8: the float work is done per batch on the accelerator.
-    batches = images.batch(per_replica, drop_remainder=True)
+    batches = images.batch(per_replica, drop_remainder=True).map(checked)
     return batches.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic, input_context))
 
 
@@ -325,11 +336,16 @@ def make_eval_dataset(
     records = _records(files, input_context, shuffle_files=False, deterministic=True, seed=None)
 
     def preprocess(record, shard):
-        encoded, label = _checked(record, shard, label_offset, num_classes)
-        return eval_crops(encoded, ten_patch), label, tf.constant(True)
+        encoded, label, name = _checked(record, shard, label_offset)
+        return eval_crops(encoded, ten_patch), label, name, shard
+
+    def checked_and_padded(images, labels, names, shards):
+        labels = _check_labels(labels, names, shards, label_offset, num_classes)
+        mask = tf.ones_like(labels, tf.bool)
+        return tuple(_pad_rows(t, per_replica) for t in (images, labels, mask))
 
     batches = records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).batch(per_replica)
-    batches = batches.map(lambda *batch: tuple(_pad_rows(t, per_replica) for t in batch))
+    batches = batches.map(checked_and_padded)
     return batches.prefetch(tf.data.AUTOTUNE).with_options(_options(True, input_context))
 
 
