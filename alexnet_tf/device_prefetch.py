@@ -83,7 +83,7 @@ class DevicePrefetcher(tf.train.experimental.PythonState, Iterator):
         self._spec = iterator.element_spec
         self._devices = list(devices)
         self._depth = depth
-        # (host batch, future of its device copies or None); the host batch is kept for saving.
+        # (host batch, future of its device copies); the host batch is kept for saving.
         self._buffer: collections.deque = collections.deque()
         self._exhausted = False
         self._copier = None
@@ -101,10 +101,7 @@ class DevicePrefetcher(tf.train.experimental.PythonState, Iterator):
             except StopIteration:
                 self._exhausted = True
                 break
-            self._buffer.append([host, self._start_copy(host)])
-        for entry in self._buffer:  # batches restored from a checkpoint have no copy yet
-            if entry[1] is None:
-                entry[1] = self._start_copy(entry[0])
+            self._buffer.append((host, self._start_copy(host)))
         if not self._buffer:
             raise StopIteration
         _, copies = self._buffer.popleft()
@@ -144,12 +141,12 @@ class DevicePrefetcher(tf.train.experimental.PythonState, Iterator):
                 f"of the {len(specs)} of this input's elements: it belongs to another input"
             )
         for _, copies in self._buffer:
-            if copies is not None:
-                copies.cancel()
+            copies.cancel()
         self._buffer.clear()
         for start in range(0, len(leaves), len(specs)):
             parsed = [
                 tf.io.parse_tensor(leaves[start + i], spec.dtype) for i, spec in enumerate(specs)
             ]
-            self._buffer.append([tf.nest.pack_sequence_as(self._spec, parsed), None])
+            host = tf.nest.pack_sequence_as(self._spec, parsed)
+            self._buffer.append((host, self._start_copy(host)))
         self._exhausted = False

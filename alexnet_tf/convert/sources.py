@@ -152,15 +152,8 @@ def _class_sources(train_dir: str) -> dict[str, str | _NestedTar]:
 
 def _nested_class_tars(path: str) -> dict[str, _NestedTar]:
     """wnid -> each `<wnid>.tar` member of a tar archive (ILSVRC2012_img_train.tar)."""
-    try:
-        with tarfile.open(path, "r:") as archive:
-            members = [m for m in archive.getmembers() if m.isfile()]
-    except (OSError, tarfile.TarError) as e:
-        raise ConvertError(
-            f"--train_dir={path} can't be read as an uncompressed tar archive: {e}"
-        ) from e
     sources = {}
-    for m in sorted(members, key=lambda m: m.name):
+    for m in _tar_files(path, 0, f"--train_dir={path}"):
         base = os.path.basename(m.name)
         if base.endswith(".tar") and not base.startswith("."):
             sources.setdefault(base[: -len(".tar")], _NestedTar(path, m.name, m.offset_data))
@@ -172,10 +165,27 @@ def _nested_class_tars(path: str) -> dict[str, _NestedTar]:
     return sources
 
 
+def _tar_files(path: str, offset: int, what: str) -> list[tarfile.TarInfo]:
+    """The file members, sorted by name, of the uncompressed tar archive starting at `offset`
+    in `path`; `what` names it in the error."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            # tarfile takes the file's position as the archive's start and records absolute
+            # positions: each member's offset_data is its place in `path`, even inside a tar.
+            with tarfile.open(fileobj=f, mode="r:") as archive:
+                members = [m for m in archive.getmembers() if m.isfile()]
+    except (OSError, tarfile.TarError) as e:
+        raise ConvertError(f"{what} can't be read as an uncompressed tar archive: {e}") from e
+    return sorted(members, key=lambda m: m.name)
+
+
 def _list_source(path: str | _NestedTar, prefix: str) -> list[tuple[str, str, int, int]]:
     """(name, path, offset, size) of every image file in a folder or a tar archive, sorted."""
     if isinstance(path, _NestedTar):
-        return _list_nested(path)
+        archive, base = path.archive, f"{os.path.basename(path.archive)}:{path.name}"
+        members = _tar_files(archive, path.offset, f"{path.name} inside {archive}")
+        return [(f"{base}:{m.name}", archive, m.offset_data, m.size) for m in members]
     if os.path.isdir(path):
         entries = [e for e in os.scandir(path) if e.is_file() and not e.name.startswith(".")]
         # The size goes into each shard's fingerprint: a file replaced by another of a different
@@ -184,31 +194,8 @@ def _list_source(path: str | _NestedTar, prefix: str) -> list[tuple[str, str, in
             (f"{prefix}/{e.name}", e.path, 0, e.stat().st_size)
             for e in sorted(entries, key=lambda e: e.name)
         ]
-    try:
-        with tarfile.open(path, "r:") as archive:
-            members = [m for m in archive.getmembers() if m.isfile()]
-    except (OSError, tarfile.TarError) as e:
-        raise ConvertError(f"{path} can't be read as an uncompressed tar archive: {e}") from e
-    members.sort(key=lambda m: m.name)
+    members = _tar_files(path, 0, path)
     return [(f"{os.path.basename(path)}:{m.name}", path, m.offset_data, m.size) for m in members]
-
-
-def _list_nested(nested: _NestedTar) -> list[tuple[str, str, int, int]]:
-    """Like _list_source for a `<wnid>.tar` inside another tar: offsets are in the outer file."""
-    try:
-        with open(nested.archive, "rb") as f:
-            f.seek(nested.offset)
-            # tarfile takes the file's position as the archive's start and records absolute
-            # positions, so each member's offset_data is its place in the outer file.
-            with tarfile.open(fileobj=f, mode="r:") as archive:
-                members = [m for m in archive.getmembers() if m.isfile()]
-    except (OSError, tarfile.TarError) as e:
-        raise ConvertError(
-            f"{nested.name} inside {nested.archive} can't be read as a tar archive: {e}"
-        ) from e
-    members.sort(key=lambda m: m.name)
-    base = f"{os.path.basename(nested.archive)}:{nested.name}"
-    return [(f"{base}:{m.name}", nested.archive, m.offset_data, m.size) for m in members]
 
 
 def list_train(train_dir: str, synsets: list[str], bboxes: dict[str, str]) -> list[Item]:
