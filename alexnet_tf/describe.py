@@ -11,7 +11,7 @@ import keras
 from absl import app, flags
 
 from alexnet_tf.model import PAPER_LAYERS, TOWERS, build_alexnet
-from alexnet_tf.paper_weights import get_paper_weights
+from alexnet_tf.model.paper_weights import get_paper_weights
 
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Size of the softmax output.")
 

@@ -15,8 +15,10 @@ import sys
 
 from absl import app, flags
 
-from alexnet_tf import common_flags, evaluation, tool_errors
-from alexnet_tf.sources import resolve_data_dir, training_workdir
+from alexnet_tf.cli import shared_flags as common_flags
+from alexnet_tf.cli import tool_errors
+from alexnet_tf.results import evaluation
+from alexnet_tf.results.trained_models import resolve_data_dir, training_workdir
 
 CHECKPOINTS = flags.DEFINE_list(
     "checkpoints", [],

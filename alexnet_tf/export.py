@@ -15,7 +15,9 @@ import sys
 
 from absl import app, flags
 
-from alexnet_tf import common_flags, exporting, tool_errors
+from alexnet_tf.cli import shared_flags as common_flags
+from alexnet_tf.cli import tool_errors
+from alexnet_tf.results import saved_model as exporting
 
 EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Where the SavedModel is written.")
 CHECKPOINT = flags.DEFINE_string(

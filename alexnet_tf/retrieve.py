@@ -14,7 +14,9 @@ import sys
 
 from absl import app, flags
 
-from alexnet_tf import common_flags, retrieval, tool_errors
+from alexnet_tf.cli import shared_flags as common_flags
+from alexnet_tf.cli import tool_errors
+from alexnet_tf.results import retrieval
 
 CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A ckpt-N prefix or exported SavedModel; default: the latest of --workdir."

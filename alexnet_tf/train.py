@@ -12,8 +12,11 @@ import sys
 
 from absl import app, flags, logging
 
-from alexnet_tf import common_flags, distribution, input_pipeline, schedules, training
+from alexnet_tf.cli import shared_flags as common_flags
+from alexnet_tf.data import input_pipeline
 from alexnet_tf.model import INITS
+from alexnet_tf.training import distribution, schedules
+from alexnet_tf.training import loop as training
 
 _F = training.TrainConfig  # defaults below are the paper's, from the TrainConfig fields
 

@@ -15,8 +15,10 @@ import sys
 
 from absl import app, flags
 
-from alexnet_tf import common_flags, figures, tool_errors
-from alexnet_tf.evaluation import SUMMARY_DIR
+from alexnet_tf.cli import shared_flags as common_flags
+from alexnet_tf.cli import tool_errors
+from alexnet_tf.results import figures
+from alexnet_tf.results.evaluation import SUMMARY_DIR
 
 CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A ckpt-N prefix or exported SavedModel; default: the latest of --workdir."

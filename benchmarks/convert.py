@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from alexnet_tf.convert import convert  # noqa: E402
-from alexnet_tf.demo_data import encode_jpeg, sample_photographs  # noqa: E402
+from alexnet_tf.data.demo_data import encode_jpeg, sample_photographs  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 480, "Images in the benchmark tree.")

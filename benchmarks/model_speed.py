@@ -16,7 +16,7 @@ It prints one JSON line. The inputs are real photographs (scikit-learn's sample 
     python benchmarks/model_speed.py --batch_size=32 --repeats=2 --measure=train
     python benchmarks/model_speed.py --jit_compile --intra_op_threads=2 --inter_op_threads=1
 
-oneDNN is switched on (`alexnet_tf.performance.enable_onednn()`) before TensorFlow is imported
+oneDNN is switched on (`alexnet_tf.cli.performance.enable_onednn()`) before TensorFlow is imported
 unless the environment already says otherwise; run with `TF_ENABLE_ONEDNN_OPTS=0` to measure
 TensorFlow's own (Eigen) kernels.
 """
@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from alexnet_tf import performance  # noqa: E402
+from alexnet_tf.cli import performance  # noqa: E402
 
 performance.enable_onednn()  # before TensorFlow is imported: it reads the setting only then
 
@@ -40,8 +40,8 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from photos import real_images  # noqa: E402  (benchmarks/photos.py)
 
-from alexnet_tf import optimizer  # noqa: E402
 from alexnet_tf.model import IMAGE_SIZE, build_alexnet, endpoints_model  # noqa: E402
+from alexnet_tf.training import optimizer  # noqa: E402
 
 FORWARD_MULTIPLY_ADDS = 724_406_816  # per 227×227 image (issue 7)
 FORWARD_GFLOP = 2 * FORWARD_MULTIPLY_ADDS / 1e9

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from alexnet_tf import performance  # noqa: E402
+from alexnet_tf.cli import performance  # noqa: E402
 
 performance.enable_onednn()  # before TensorFlow is imported: it reads the setting only then
 

@@ -21,7 +21,7 @@ DEMO_VAL_SHARDS = 1
 @pytest.fixture(scope="session")
 def demo_tree(tmp_path_factory) -> dict:
     """The demo ILSVRC-layout tree (write_demo_tree's dict: train_dir, val_dir, val_labels...)."""
-    from alexnet_tf.demo_data import write_demo_tree
+    from alexnet_tf.data.demo_data import write_demo_tree
 
     root = tmp_path_factory.mktemp("demo_tree")
     return write_demo_tree(
@@ -36,7 +36,7 @@ def demo_tree(tmp_path_factory) -> dict:
 def demo_data_dir(demo_tree, tmp_path_factory) -> str:
     """A converted demo data set: shards + manifest.json + mean_image.npy; returns the folder.
 
-    Read it with `alexnet_tf.manifest.load_manifest(demo_data_dir)`: 10 classes, 80 training
+    Read it with `alexnet_tf.data.manifest.load_manifest(demo_data_dir)`: 10 classes, 80 training
     records in 2 shards, 30 validation records in 1 shard, 256×256 JPEGs, labels 0-9.
     """
     from alexnet_tf.convert import convert
@@ -70,7 +70,7 @@ def tools_data_dir(demo_data_dir, tmp_path_factory) -> str:
 
     import tensorflow as tf
 
-    from alexnet_tf.manifest import load_manifest, write_manifest
+    from alexnet_tf.data.manifest import load_manifest, write_manifest
 
     manifest = load_manifest(demo_data_dir)
     output_dir = str(tmp_path_factory.mktemp("tools_data"))
@@ -103,8 +103,8 @@ def tools_workdir(tools_data_dir, tmp_path_factory) -> str:
     import numpy as np
     import tensorflow as tf
 
-    from alexnet_tf.checkpoints import write_model_config
     from alexnet_tf.model import build_alexnet
+    from alexnet_tf.training.checkpoints import write_model_config
 
     workdir = str(tmp_path_factory.mktemp("tools_workdir"))
     model_kwargs = {"init": "he", "seed": 0}

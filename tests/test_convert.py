@@ -26,8 +26,8 @@ from PIL import Image
 
 from alexnet_tf.convert import ConvertError, convert
 from alexnet_tf.convert.verify import verify
-from alexnet_tf.demo_data import encode_jpeg, sample_photographs
-from alexnet_tf.manifest import load_manifest
+from alexnet_tf.data.demo_data import encode_jpeg, sample_photographs
+from alexnet_tf.data.manifest import load_manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "build_imagenet_tfrecords.py")

@@ -79,7 +79,7 @@ def test_missing_label_names_the_file(tmp_path):
 
 
 def test_val_tar_and_train_tar_are_read_in_place(tmp_path):
-    from alexnet_tf.demo_data import encode_jpeg, sample_photographs
+    from alexnet_tf.data.demo_data import encode_jpeg, sample_photographs
 
     data = encode_jpeg(sample_photographs()["chelsea"])
     archive_path = tmp_path / "ILSVRC2012_img_val.tar"
@@ -106,7 +106,7 @@ def _write_tar(path, files):
 
 def _train_download(tmp_path):
     """An ILSVRC2012_img_train.tar of two class tars of real photos; returns (path, jpegs)."""
-    from alexnet_tf.demo_data import encode_jpeg, sample_photographs
+    from alexnet_tf.data.demo_data import encode_jpeg, sample_photographs
 
     photos = sample_photographs()
     jpegs = {name: encode_jpeg(photos[name]) for name in ("china", "flower", "chelsea")}
@@ -142,7 +142,7 @@ def test_the_train_download_tar_of_class_tars_is_read_in_place(tmp_path):
 
 def test_the_train_download_tar_converts(tmp_path):
     from alexnet_tf.convert import convert
-    from alexnet_tf.manifest import load_manifest
+    from alexnet_tf.data.manifest import load_manifest
 
     outer, _ = _train_download(tmp_path)
     output = tmp_path / "records"
@@ -215,7 +215,7 @@ def test_bad_bytes_raise_with_reason(data, reason):
 def test_resize_is_shorter_side_then_central_crop():
     from PIL import Image
 
-    from alexnet_tf.demo_data import encode_jpeg, sample_photographs
+    from alexnet_tf.data.demo_data import encode_jpeg, sample_photographs
 
     rocket = sample_photographs()["rocket"]  # 640 wide, 427 high
     done = images.process(encode_jpeg(rocket), resize=256, quality=95, want_pixels=True)

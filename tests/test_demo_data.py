@@ -5,8 +5,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from alexnet_tf import demo_data
-from alexnet_tf.manifest import load_manifest
+from alexnet_tf.data import demo_data
+from alexnet_tf.data.manifest import load_manifest
 
 
 def test_tree_has_ilsvrc_layout(demo_tree):

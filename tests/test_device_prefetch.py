@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import device_prefetch, input_pipeline
-from alexnet_tf.device_prefetch import DevicePrefetcher
-from alexnet_tf.manifest import load_manifest
+from alexnet_tf.data import input_pipeline
+from alexnet_tf.data.manifest import load_manifest
+from alexnet_tf.training import device_prefetch
+from alexnet_tf.training.device_prefetch import DevicePrefetcher
 
 
 def _train_dataset(data_dir, batch_size=3):

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import evaluation, training
-from alexnet_tf.checkpoints import CheckpointError
-from alexnet_tf.input_pipeline import make_eval_dataset, parse_example
-from alexnet_tf.manifest import load_manifest
-from alexnet_tf.sources import CheckpointSource
+from alexnet_tf.data.input_pipeline import make_eval_dataset, parse_example
+from alexnet_tf.data.manifest import load_manifest
+from alexnet_tf.results import evaluation
+from alexnet_tf.results.trained_models import CheckpointSource
+from alexnet_tf.training import loop as training
+from alexnet_tf.training.checkpoints import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_ensemble_evaluation_writes_eval_json(tools_workdir, tools_data_dir, mem
 
 
 def test_unknown_checkpoint_is_named(tools_data_dir, tools_workdir, tmp_path):
-    from alexnet_tf.sources import resolve_data_dir
+    from alexnet_tf.results.trained_models import resolve_data_dir
 
     with pytest.raises(CheckpointError, match="nowhere"):
         resolve_data_dir(str(tmp_path / "nowhere"), None)  # no --data_dir: the run's is used
@@ -159,7 +160,7 @@ def test_evaluate_binary_scores_every_example_once(tools_workdir, tools_data_dir
 
 
 def test_bad_input_is_reported_in_one_line(tmp_path, capsys):
-    from alexnet_tf import tool_errors
+    from alexnet_tf.cli import tool_errors
 
     with pytest.raises(SystemExit) as exit_info, tool_errors.reported("evaluate"):
         evaluation.evaluate([str(tmp_path)], str(tmp_path))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import exporting
-from alexnet_tf.input_pipeline import eval_crops, parse_example
-from alexnet_tf.manifest import load_manifest
-from alexnet_tf.sources import CheckpointSource, SavedModelSource
+from alexnet_tf.data.input_pipeline import eval_crops, parse_example
+from alexnet_tf.data.manifest import load_manifest
+from alexnet_tf.results import saved_model as exporting
+from alexnet_tf.results.trained_models import CheckpointSource, SavedModelSource
 
 # Runs in a fresh interpreter with -I (no PYTHONPATH, no user site, not the repository as cwd).
 FRESH_PROCESS = textwrap.dedent(
@@ -126,7 +126,7 @@ def test_ten_patch_and_float_signatures(source, encoded, tmp_path):
 
 
 def test_tools_run_on_the_savedmodel(export_dir, source, encoded, tools_data_dir, tmp_path):
-    from alexnet_tf import evaluation, figures
+    from alexnet_tf.results import evaluation, figures
 
     exported = SavedModelSource(export_dir)
     assert exported.wnids == source.wnids and exported.texts == source.texts

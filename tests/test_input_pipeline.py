@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import input_pipeline as ip
-from alexnet_tf.augment import IMAGENET_EIGENVALUES, IMAGENET_EIGENVECTORS, make_normalizer
-from alexnet_tf.manifest import load_manifest, write_manifest
+from alexnet_tf.data import input_pipeline as ip
+from alexnet_tf.data.augment import IMAGENET_EIGENVALUES, IMAGENET_EIGENVECTORS, make_normalizer
+from alexnet_tf.data.manifest import load_manifest, write_manifest
 
 SIZE = ip.IMAGE_SIZE  # 227
 

@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from alexnet_tf import model as model_lib
 from alexnet_tf.describe import layer_table
-from alexnet_tf.layers import local_response_normalization
-from alexnet_tf.paper_weights import (
+from alexnet_tf.model.layers import local_response_normalization
+from alexnet_tf.model.paper_weights import (
     get_paper_weights,
     load_paper_weights,
     save_paper_weights,
@@ -244,7 +244,7 @@ _TWO_DEVICES = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from alexnet_tf.model import build_alexnet
-    from alexnet_tf.paper_weights import get_paper_weights, set_paper_weights
+    from alexnet_tf.model.paper_weights import get_paper_weights, set_paper_weights
 
     two = build_alexnet(10, devices=("/CPU:0", "/CPU:1"), seed=0)
     one = build_alexnet(10, seed=1)

@@ -1,6 +1,6 @@
 """The speed setting of issue 7 (oneDNN CPU kernels) leaves the model's numbers as they are.
 
-`alexnet_tf.performance.enable_onednn()` switches TensorFlow to its oneDNN CPU kernels, which
+`alexnet_tf.cli.performance.enable_onednn()` switches TensorFlow to its oneDNN CPU kernels, which
 TensorFlow reads once at import: the other setting runs in a subprocess. Outputs must agree to
 float32 round-off. Gradients of conv1-conv3 sum thousands of products of mixed sign, so in float32
 either setting is off from exact arithmetic by up to ~1e-3; a float64 build of the same weights
@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import layers, performance
-from alexnet_tf.model import build_alexnet
+from alexnet_tf.cli import performance
+from alexnet_tf.model import build_alexnet, layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _RUN = textwrap.dedent(
     """
     import sys
-    from alexnet_tf import performance
+    from alexnet_tf.cli import performance
     performance.enable_onednn()  # the environment decides
     import numpy as np
     sys.path.insert(0, sys.argv[2])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import retrieval
-from alexnet_tf.input_pipeline import make_eval_dataset
-from alexnet_tf.manifest import load_manifest
-from alexnet_tf.sources import CheckpointSource
+from alexnet_tf.data.input_pipeline import make_eval_dataset
+from alexnet_tf.data.manifest import load_manifest
+from alexnet_tf.results import retrieval
+from alexnet_tf.results.trained_models import CheckpointSource
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import layers, training
-from alexnet_tf.checkpoints import load_trained_model, read_model_config
+from alexnet_tf.model import layers
+from alexnet_tf.training import loop as training
+from alexnet_tf.training.checkpoints import load_trained_model, read_model_config
 
 
 def _tags(logdir):

@@ -27,7 +27,7 @@ def tiny_alexnet(num_classes, devices=None, *, init="he", dropout_rate=0.5, seed
     """conv1_a / conv1_b (one per tower, on `devices`) → concat → dropout → fc8 → softmax."""
     import keras
 
-    from alexnet_tf.layers import (
+    from alexnet_tf.model.layers import (
         PlacedConcatenate,
         PlacedConv2D,
         PlacedDense,
@@ -162,7 +162,7 @@ def test_worker_ids_count_the_chief_first():
 
     import tensorflow as tf
 
-    from alexnet_tf import distribution
+    from alexnet_tf.training import distribution
 
     spec = tf.train.ClusterSpec({"chief": ["a:1"], "worker": ["b:1", "c:1"]})
     tasks = [("chief", 0), ("worker", 0), ("worker", 1)]
@@ -231,13 +231,14 @@ def _main(mode, data_dir, workdir, config_json):
         )
     from absl import logging
 
-    from alexnet_tf import training
+    from alexnet_tf.training import loop as training
 
     logging.set_verbosity(logging.INFO)
     if mode == "two_cpus":  # each replica's half of a batch is copied to the replica's device
-        from alexnet_tf import distribution, input_pipeline
-        from alexnet_tf.device_prefetch import DevicePrefetcher
-        from alexnet_tf.manifest import load_manifest
+        from alexnet_tf.data import input_pipeline
+        from alexnet_tf.data.manifest import load_manifest
+        from alexnet_tf.training import distribution
+        from alexnet_tf.training.device_prefetch import DevicePrefetcher
 
         devices = distribution.input_devices(distribution.make_strategy("mirrored"))
 

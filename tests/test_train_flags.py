@@ -7,7 +7,8 @@ import sys
 import pytest
 from absl import flags
 
-from alexnet_tf import common_flags, training
+from alexnet_tf.cli import shared_flags as common_flags
+from alexnet_tf.training import loop as training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

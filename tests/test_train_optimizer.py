@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import optimizer
+from alexnet_tf.training import optimizer
 
 
 def _tiny_model():

@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import schedules
+from alexnet_tf.training import schedules
 
 
 def test_plateau_divides_by_ten_after_patience_at_most_three_times():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import figures
 from alexnet_tf.model import conv1_kernels
-from alexnet_tf.sources import CheckpointSource
+from alexnet_tf.results import figures
+from alexnet_tf.results.trained_models import CheckpointSource
 
 
 @pytest.fixture(scope="module")

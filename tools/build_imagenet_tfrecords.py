@@ -19,7 +19,7 @@ from absl import app, flags  # noqa: E402
 from alexnet_tf.convert import ConvertError, convert  # noqa: E402
 from alexnet_tf.convert.converter import DEFAULT_QUALITY, DEFAULT_SEED  # noqa: E402
 from alexnet_tf.convert.verify import verify  # noqa: E402
-from alexnet_tf.manifest import ManifestError  # noqa: E402
+from alexnet_tf.data.manifest import ManifestError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags
 
-from alexnet_tf.demo_data import SOURCES, DemoDataError, write_demo_tree
+from alexnet_tf.data.demo_data import SOURCES, DemoDataError, write_demo_tree
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Where train/, val/ and val_labels.txt are written.")

@@ -2,7 +2,7 @@ r"""ILSVRC-2012 (or any data in its layout) to sharded TFRecords plus `manifest.
 
 The plan: find the classes and every image with its label, shuffle each split with a fixed seed,
 cut it into contiguous shards, write the shards in parallel (`shards.py`), then merge the
-per-shard statistic sums and write the manifest that `alexnet_tf.manifest` reads.
+per-shard statistic sums and write the manifest that `alexnet_tf.data.manifest` reads.
 
     python tools/build_imagenet_tfrecords.py --train_dir=... --val_dir=... --val_labels=... \
         --output_dir=...
@@ -17,10 +17,10 @@ import os
 import random
 from collections.abc import Callable
 
-from alexnet_tf import manifest as manifest_lib
 from alexnet_tf.convert import progress as progress_lib
 from alexnet_tf.convert import shards, sources, stats
 from alexnet_tf.convert.sources import ConvertError
+from alexnet_tf.data import manifest as manifest_lib
 
 DEFAULT_SEED = 12345  # the seed of the tensorflow/models converter's shuffle
 DEFAULT_QUALITY = 95  # JPEG quality of re-encoded images (none stated in the paper)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from alexnet_tf import manifest as manifest_lib
 from alexnet_tf.convert import progress as progress_lib
 from alexnet_tf.convert.shards import sha256_file
+from alexnet_tf.data import manifest as manifest_lib
 
 
 @dataclasses.dataclass

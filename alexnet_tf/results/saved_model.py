@@ -33,8 +33,8 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from alexnet_tf.augment import STORED_SIZE
-from alexnet_tf.input_pipeline import TEN_PATCHES
+from alexnet_tf.data.augment import STORED_SIZE
+from alexnet_tf.data.input_pipeline import TEN_PATCHES
 from alexnet_tf.model import IMAGE_SIZE, TOWERS, endpoints_model
 
 
@@ -250,8 +250,8 @@ def export(
     Returns:
         The absolute path of the SavedModel.
     """
-    from alexnet_tf.manifest import load_manifest
-    from alexnet_tf.sources import CheckpointSource
+    from alexnet_tf.data.manifest import load_manifest
+    from alexnet_tf.results.trained_models import CheckpointSource
 
     manifest = load_manifest(data_dir) if data_dir else None
     source = CheckpointSource(checkpoint, manifest=manifest)

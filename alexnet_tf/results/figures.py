@@ -259,8 +259,8 @@ def write_figures(
     Returns:
         {"conv1_kernels": path, "top5": path (if drawn)}.
     """
-    from alexnet_tf.manifest import load_manifest
-    from alexnet_tf.sources import load_source, resolve_data_dir
+    from alexnet_tf.data.manifest import load_manifest
+    from alexnet_tf.results.trained_models import load_source, resolve_data_dir
 
     if num_images > 0 or data_dir:
         manifest = load_manifest(resolve_data_dir(checkpoint, data_dir))
@@ -271,7 +271,7 @@ def write_figures(
     paths = {"conv1_kernels": os.path.join(output_dir, "conv1_kernels.png")}
     pictures = {"conv1_kernels": kernel_grid(source.conv1_kernels())}
     if num_images > 0:
-        from alexnet_tf.input_pipeline import input_errors, make_eval_dataset
+        from alexnet_tf.data.input_pipeline import input_errors, make_eval_dataset
 
         split = manifest.split("validation")
         dataset = make_eval_dataset(

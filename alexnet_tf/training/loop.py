@@ -27,11 +27,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from alexnet_tf import distribution, input_pipeline, optimizer, schedules, summaries
-from alexnet_tf.checkpoints import CHECKPOINT_DIR, write_model_config
-from alexnet_tf.device_prefetch import DevicePrefetcher
-from alexnet_tf.manifest import ManifestError, load_manifest
+from alexnet_tf.data import input_pipeline
+from alexnet_tf.data.manifest import ManifestError, load_manifest
 from alexnet_tf.model import build_alexnet, endpoints_model
+from alexnet_tf.training import distribution, optimizer, schedules, summaries
+from alexnet_tf.training.checkpoints import CHECKPOINT_DIR, write_model_config
+from alexnet_tf.training.device_prefetch import DevicePrefetcher
 
 BATCH_SIZE = 128  # section 5
 EPOCHS = 90  # section 5: "roughly 90 cycles through the training set"

@@ -67,7 +67,9 @@ def model_and_output_dir(
     Raises:
         app.UsageError: neither --workdir nor --checkpoint, or nowhere to write.
     """
-    from alexnet_tf.sources import training_workdir  # TensorFlow only where a tool needs it
+    from alexnet_tf.results.trained_models import (
+        training_workdir,  # TensorFlow only where a tool needs it
+    )
 
     model = checkpoint or WORKDIR.value
     if not model:

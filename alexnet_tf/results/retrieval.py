@@ -239,10 +239,10 @@ def retrieve(
     Returns:
         The content of neighbours.json.
     """
-    from alexnet_tf import figures
-    from alexnet_tf.input_pipeline import input_errors, make_eval_dataset
-    from alexnet_tf.manifest import load_manifest
-    from alexnet_tf.sources import load_source, resolve_data_dir
+    from alexnet_tf.data.input_pipeline import input_errors, make_eval_dataset
+    from alexnet_tf.data.manifest import load_manifest
+    from alexnet_tf.results import figures
+    from alexnet_tf.results.trained_models import load_source, resolve_data_dir
 
     manifest = load_manifest(resolve_data_dir(checkpoint, data_dir))
     source = load_source(checkpoint, manifest)

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf.manifest import load_manifest
-from alexnet_tf.sources import ModelSource, load_source
+from alexnet_tf.data.manifest import load_manifest
+from alexnet_tf.results.trained_models import ModelSource, load_source
 
 MODES = ("center", "ten_patch")
 # The run's TensorBoard directory (training.SUMMARY_DIR): `tensorboard --logdir WORKDIR/tensorboard`
@@ -156,7 +156,7 @@ def evaluate(
     Raises:
         EvaluationError: if the number of scored examples differs from the manifest's.
     """
-    from alexnet_tf.input_pipeline import input_errors, make_eval_dataset
+    from alexnet_tf.data.input_pipeline import input_errors, make_eval_dataset
 
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:

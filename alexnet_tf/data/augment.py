@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf.manifest import Manifest
+from alexnet_tf.data.manifest import Manifest
 from alexnet_tf.model import IMAGE_SIZE
 
 STORED_SIZE = 256  # section 2: shorter side rescaled to 256, central 256×256 patch
@@ -158,7 +158,7 @@ def make_normalizer(
         ValueError: an unknown `mean` or a negative `pca_std`.
         InputError: the statistics that `mean` needs are not in the manifest.
     """
-    from alexnet_tf.input_pipeline import InputError  # the module that defines the error
+    from alexnet_tf.data.input_pipeline import InputError  # the module that defines the error
 
     if mean not in MEAN_KINDS:
         raise ValueError(f"mean must be one of {MEAN_KINDS}; got {mean!r}")

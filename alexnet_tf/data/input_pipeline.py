@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
 
-from alexnet_tf.augment import STORED_SIZE, Normalizer, make_normalizer
+from alexnet_tf.data.augment import STORED_SIZE, Normalizer, make_normalizer
 from alexnet_tf.model import IMAGE_SIZE
 
 __all__ = [

@@ -9,7 +9,7 @@ in BUILD.md ("speed"). None of this changes the model or what runs on GPUs:
   `TF_ENABLE_ONEDNN_OPTS` once, when it is imported, so `enable_onednn()` must run before the
   first `import tensorflow`; a binary does it at the top of its module:
 
-      from alexnet_tf import performance
+      from alexnet_tf.cli import performance
       performance.enable_onednn()  # before anything imports tensorflow
       import tensorflow as tf
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import sys
 
-from alexnet_tf.checkpoints import CheckpointError
-from alexnet_tf.manifest import ManifestError
+from alexnet_tf.data.manifest import ManifestError
+from alexnet_tf.training.checkpoints import CheckpointError
 
 # Errors whose message already names the bad flag or file; anything else is a bug and keeps its
 # traceback.
@@ -22,8 +22,8 @@ _USER_ERRORS: tuple[type[Exception], ...] = (
 @contextlib.contextmanager
 def reported(program: str):
     """Turns the errors a user can act on into `program: message` on stderr and exit status 1."""
-    from alexnet_tf.evaluation import EvaluationError
-    from alexnet_tf.input_pipeline import InputError
+    from alexnet_tf.data.input_pipeline import InputError
+    from alexnet_tf.results.evaluation import EvaluationError
 
     try:
         yield

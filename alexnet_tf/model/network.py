@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf.layers import (
+from alexnet_tf.model.layers import (
     LocalResponseNormalization,
     PlacedConcatenate,
     PlacedConv2D,

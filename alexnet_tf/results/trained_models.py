@@ -16,9 +16,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import checkpoints as checkpoints_lib
-from alexnet_tf.manifest import Manifest, ManifestError, load_manifest
+from alexnet_tf.data.manifest import Manifest, ManifestError, load_manifest
 from alexnet_tf.model import IMAGE_SIZE, conv1_kernels, endpoints_model
+from alexnet_tf.training import checkpoints as checkpoints_lib
 
 CROPS_SPEC = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name="crops")
 
@@ -78,7 +78,7 @@ class CheckpointSource(ModelSource):
                     f"{path}: the run's data_dir {self.config.get('data_dir')!r} has no "
                     "manifest.json and none was given (pass --data_dir)"
                 )
-            from alexnet_tf.input_pipeline import make_normalizer
+            from alexnet_tf.data.input_pipeline import make_normalizer
 
             normalizer = make_normalizer(manifest, **self.config.get("preprocessing", {}))
         self.normalizer = normalizer

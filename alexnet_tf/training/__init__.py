@@ -1,0 +1,1 @@
+"""Training (section 5): the loop, update rule, schedules, strategies, checkpoints."""
