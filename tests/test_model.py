@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from alexnet_tf import model as model_lib
 from alexnet_tf.describe import layer_table
-from alexnet_tf.model.layers import local_response_normalization
+from alexnet_tf.model.layers import CrossTowerLRN, local_response_normalization
 from alexnet_tf.model.paper_weights import (
     get_paper_weights,
     load_paper_weights,
@@ -208,6 +208,141 @@ def test_paper_weights_reject_wrong_shapes(model):
         set_paper_weights(model, weights)
     with pytest.raises(ValueError, match="lack layers \\['fc8'\\]"):
         set_paper_weights(model, {k: v for k, v in weights.items() if k != "fc8"})
+
+
+# ---------------------------------------------------------------- Caffe's bvlc_alexnet, in NumPy
+# An independent transcription of the layers of Caffe's models/bvlc_alexnet/deploy.prototxt
+# (conv1 is one layer of 96 kernels; conv2, conv4, conv5 have group: 2), in float64.
+_CAFFE_CONVS = {  # name: (stride, pad, group)
+    "conv1": (4, 0, 1),
+    "conv2": (1, 2, 2),
+    "conv3": (1, 1, 1),
+    "conv4": (1, 1, 2),
+    "conv5": (1, 1, 2),
+}
+
+
+def _caffe_conv_relu(x, kernel, bias, stride, pad, group):
+    """ConvolutionLayer + ReLU on NHWC `x`; `kernel` is HWIO with I = channels / group."""
+    x = np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    kh, kw, cin, cout = kernel.shape
+    per_group = cout // group
+    outputs = []
+    for g in range(group):
+        windows = np.lib.stride_tricks.sliding_window_view(
+            x[..., g * cin : (g + 1) * cin], (kh, kw), axis=(1, 2)
+        )[:, ::stride, ::stride]  # (N, OH, OW, cin, kh, kw)
+        part = kernel[..., g * per_group : (g + 1) * per_group]
+        outputs.append(np.tensordot(windows, part, axes=([3, 4, 5], [2, 0, 1])))
+    return np.maximum(np.concatenate(outputs, axis=-1) + bias, 0.0)
+
+
+def _caffe_lrn(x, local_size=5, alpha=1e-4, beta=0.75, k=1.0):
+    """LRNLayer, ACROSS_CHANNELS (lrn_layer.cpp): over all channels of the blob,
+
+    scale_c = k + alpha / local_size * sum_{c' = c - pre_pad}^{c - pre_pad + local_size - 1} x_c'^2
+    with pre_pad = (local_size - 1) / 2 and zeros beyond the edges; top = bottom * scale^-beta.
+    """
+    pre_pad = (local_size - 1) // 2
+    channels = x.shape[-1]
+    squares = np.pad(x**2, [(0, 0)] * 3 + [(pre_pad, local_size - 1 - pre_pad)])
+    window = sum(squares[..., i : i + channels] for i in range(local_size))
+    return x * (k + alpha / local_size * window) ** -beta
+
+
+def _caffe_max_pool(x, size=3, stride=2):
+    """PoolingLayer, MAX: Caffe rounds the output size up and clips the last windows."""
+    height = x.shape[1]
+    out = -(-(height - size) // stride) + 1
+    rows = [x[:, i * stride : min(i * stride + size, height)].max(axis=1) for i in range(out)]
+    y = np.stack(rows, axis=1)
+    cols = [y[:, :, j * stride : min(j * stride + size, height)].max(axis=2) for j in range(out)]
+    return np.stack(cols, axis=2)
+
+
+def _caffe_forward(weights, images, lrn=_caffe_lrn):
+    """bvlc_alexnet's forward pass; returns pool2 and the fc8 logits."""
+    x = images.astype(np.float64)
+    w = {name: [np.asarray(a, np.float64) for a in value] for name, value in weights.items()}
+    x = _caffe_max_pool(lrn(_caffe_conv_relu(x, *w["conv1"], *_CAFFE_CONVS["conv1"])))
+    pool2 = _caffe_max_pool(lrn(_caffe_conv_relu(x, *w["conv2"], *_CAFFE_CONVS["conv2"])))
+    x = pool2
+    for name in ("conv3", "conv4", "conv5"):
+        x = _caffe_conv_relu(x, *w[name], *_CAFFE_CONVS[name])
+    x = _caffe_max_pool(x).reshape(len(x), -1)  # fc6 rows in (height, width, channel) order
+    x = np.maximum(x @ w["fc6"][0] + w["fc6"][1], 0)
+    x = np.maximum(x @ w["fc7"][0] + w["fc7"][1], 0)
+    return pool2, x @ w["fc8"][0] + w["fc8"][1]
+
+
+def _per_tower(lrn):
+    """The normalization of the paper's model: within each half of the channels."""
+    return lambda x: np.concatenate([lrn(h) for h in np.split(x, 2, axis=-1)], axis=-1)
+
+
+@pytest.fixture(scope="module")
+def caffe_weights(tmp_path_factory):
+    """Weights in the bvlc_alexnet.npy layout, written by NumPy alone (He-scaled, so that the
+    activations are large enough for LRN to matter), as a file."""
+    rng = np.random.default_rng(2012)
+    shapes = {
+        "conv1": (11, 11, 3, 96),
+        "conv2": (5, 5, 48, 256),
+        "conv3": (3, 3, 256, 384),
+        "conv4": (3, 3, 192, 384),
+        "conv5": (3, 3, 192, 256),
+        "fc6": (9216, 4096),
+        "fc7": (4096, 4096),
+        "fc8": (4096, 10),
+    }
+    weights = {}
+    for name, shape in shapes.items():
+        fan_in = int(np.prod(shape[:-1]))
+        kernel = rng.normal(0, np.sqrt(2 / fan_in), shape).astype(np.float32)
+        weights[name] = [kernel, rng.normal(0, 0.1, shape[-1]).astype(np.float32)]
+    path = tmp_path_factory.mktemp("caffe") / "bvlc_alexnet.npy"
+    np.save(path, np.array(weights, dtype=object), allow_pickle=True)
+    return str(path)
+
+
+def test_cross_tower_lrn_is_one_lrn_over_both_towers():
+    a = np.random.default_rng(1).uniform(0, 300, (2, 3, 3, 96))
+    layers = [CrossTowerLRN(1.0, 5, 2e-5, 0.75, tower=t) for t in model_lib.TOWERS]
+    got = np.concatenate(
+        [layers[0]([a[..., :48], a[..., 48:]]), layers[1]([a[..., 48:], a[..., :48]])], axis=-1
+    )
+    np.testing.assert_allclose(got, _caffe_lrn(a), rtol=1e-5)
+    assert np.abs(got - _per_tower(_caffe_lrn)(a)).max() > 1.0  # the boundary matters here
+
+
+def test_caffes_weights_give_caffes_outputs(caffe_weights, images, tmp_path):
+    """`lrn_across_towers=True, lrn_k=1, lrn_alpha=2e-5`: bvlc_alexnet's forward pass, exactly."""
+    from alexnet_tf.training.checkpoints import load_trained_model, write_model_config
+
+    kwargs = {"lrn_k": 1.0, "lrn_alpha": 2e-5, "lrn_across_towers": True}
+    model = model_lib.build_alexnet(10, **kwargs)
+    set_paper_weights(model, caffe_weights)
+    bgr = images[..., ::-1]  # Caffe's channel order; the mean is already subtracted
+    want_pool2, want_logits = _caffe_forward(load_paper_weights(caffe_weights), bgr)
+    got = model_lib.endpoints_model(model, ["pool2_a", "pool2_b", "fc8"])(bgr, training=False)
+    pool2 = np.concatenate([got["pool2_a"], got["pool2_b"]], axis=-1)
+    scale = np.abs(want_pool2).max()
+    np.testing.assert_allclose(pool2, want_pool2, rtol=1e-4, atol=1e-5 * scale)
+    np.testing.assert_allclose(
+        got["fc8"], want_logits, rtol=1e-3, atol=1e-4 * np.abs(want_logits).max()
+    )
+    # The paper's per-tower normalization is a different network for these weights.
+    tower_pool2, _ = _caffe_forward(load_paper_weights(caffe_weights), bgr, _per_tower(_caffe_lrn))
+    assert np.abs(tower_pool2 - want_pool2).max() > 100 * 1e-5 * scale
+
+    # A run's model_config.json records the keyword, and the tools rebuild the same network.
+    workdir = str(tmp_path)
+    write_model_config(workdir, {"num_classes": 10, "model": kwargs})
+    tf.train.Checkpoint(model=model).save(os.path.join(workdir, "checkpoints", "ckpt"))
+    rebuilt, config, _ = load_trained_model(workdir)
+    assert config["model"]["lrn_across_towers"] is True
+    assert isinstance(rebuilt.get_layer("norm2_b"), CrossTowerLRN)
+    np.testing.assert_array_equal(rebuilt(bgr, training=False), model(bgr, training=False))
 
 
 def test_whole_model_saves_and_loads(tmp_path, images):
