@@ -130,8 +130,21 @@ def tools_workdir(tools_data_dir, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tools_source(tools_workdir):
+    """`CheckpointSource(tools_workdir)`: its latest checkpoint (ckpt-2) restored once for all
+    the tools' tests (each restore builds the 61M-parameter network)."""
+    from alexnet_tf.results.trained_models import CheckpointSource
+
+    return CheckpointSource(tools_workdir)
+
+
+@pytest.fixture(scope="session")
 def exported_model(tools_workdir, tmp_path_factory) -> str:
-    """The export binary's SavedModel of `tools_workdir` (centre patch, top 5); returns its path."""
+    """The export binary's SavedModel of `tools_workdir` (centre patch, top 5); returns its path.
+
+    Its own interpreter: the names of the traced functions in saved_model.pb depend on what the
+    process traced before, and an export must equal any other fresh export byte for byte.
+    """
     import subprocess
     import sys
 
@@ -184,8 +197,12 @@ json.dump(results, open(out, "w"))
 
 @pytest.fixture(scope="session")
 def binary_runs(tools_workdir, tmp_path_factory) -> dict:
-    """`python -m alexnet_tf.X` for each binary, with flags a user gets wrong (and `describe` as
-    it is): {key: {"help", "stdout", "stderr", "code", "written": paths it should not have made}}.
+    """`python -m alexnet_tf.X` for each binary, with flags a user gets wrong, and the runs that
+    work ("NAME:ok") of describe, evaluate and retrieve on `tools_workdir`.
+
+    Returns:
+        {key: {"help", "stdout", "stderr", "code", "written": paths it should not have made}};
+        "retrieve:ok" also gives its "output_dir".
     """
     import json
     import subprocess
@@ -206,6 +223,9 @@ def binary_runs(tools_workdir, tmp_path_factory) -> dict:
          [new["train"]]),
         ("describe", ["--num_classes=0"], []),
         ("describe:ok", [], []),
+        ("evaluate:ok", [f"--workdir={tools_workdir}", "--batch_size=4"], []),
+        ("retrieve:ok", [f"--workdir={tools_workdir}", f"--output_dir={tmp / 'retrieval'}",
+                         "--num_queries=3", "--k=4", "--batch_size=6", "--max_memory_mb=1"], []),
     ]  # fmt: skip
     out = tmp / "result.json"
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -217,4 +237,6 @@ def binary_runs(tools_workdir, tmp_path_factory) -> dict:
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": repo},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text())
+    runs = json.loads(out.read_text())
+    runs["retrieve:ok"]["output_dir"] = str(tmp / "retrieval")
+    return runs
