@@ -11,6 +11,8 @@ The SavedModel needs only TensorFlow:
 
 from __future__ import annotations
 
+import os
+
 from absl import app, flags
 
 from alexnet_tf.cli import shared_flags as common_flags
@@ -40,6 +42,10 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("pass --export_dir")
     if TOP_K.value < 1:
         raise app.UsageError(f"--top_k must be >= 1; received {TOP_K.value}")
+    if os.path.exists(EXPORT_DIR.value) and not OVERWRITE.value:  # before the model loads
+        raise app.UsageError(
+            f"--export_dir {EXPORT_DIR.value} exists; pass --overwrite to replace it"
+        )
     with tool_errors.reported("export"):
         path = exporting.export(
             checkpoint,

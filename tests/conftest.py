@@ -221,6 +221,7 @@ def binary_runs(tools_workdir, tmp_path_factory) -> dict:
                        "--columns=0"], [new["vis"]]),
         ("train", [f"--workdir={new['train']}", f"--data_dir={tmp / 'no_data'}"],
          [new["train"]]),
+        ("export:exists", [f"--workdir={tools_workdir}", f"--export_dir={tools_workdir}"], []),
         ("describe", ["--num_classes=0"], []),
         ("describe:ok", [], []),
         ("evaluate:ok", [f"--workdir={tools_workdir}", "--batch_size=4"], []),

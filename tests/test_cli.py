@@ -26,6 +26,7 @@ def test_help_lists_the_shared_flags(binary_runs, name):
     [
         ("evaluate", "--batch_size must be >= 1; received 0"),
         ("export", "--top_k must be >= 1; received 0"),
+        ("export:exists", "exists; pass --overwrite to replace it"),
         ("retrieve", "--k must be >= 1; received 0"),
         ("visualize", "--columns must be >= 1; received 0"),
         ("train", "--data_dir"),
