@@ -108,7 +108,7 @@ def test_counter_counts_each_unmasked_example_once():
 
 def test_ensemble_evaluation_writes_eval_json(tools_workdir, tools_data_dir, members, tmp_path):
     result = evaluation.evaluate(
-        [m.prefix for m in members], tools_data_dir, batch_size=4, modes=["center"],
+        [members[0].prefix, members[1]], tools_data_dir, batch_size=4, modes=["center"],
         per_class=True, workdir=str(tmp_path), log=lambda line: None,
     )  # fmt: skip
     dataset = make_eval_dataset(load_manifest(tools_data_dir).split("validation").files, 6)

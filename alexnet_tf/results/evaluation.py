@@ -129,7 +129,7 @@ def score(
 
 
 def evaluate(
-    checkpoints: Sequence[str],
+    checkpoints: Sequence[str | ModelSource],
     data_dir: str,
     *,
     batch_size: int = 16,
@@ -141,8 +141,8 @@ def evaluate(
     """Top-1/top-5 error of one model or the average of several on the validation split.
 
     Args:
-        checkpoints: training WORKDIRs, `ckpt-N` prefixes or exported SavedModels; several are
-            averaged.
+        checkpoints: training WORKDIRs, `ckpt-N` prefixes or exported SavedModels (or models
+            already loaded, `ModelSource`s); several are averaged.
         data_dir: the directory with the manifest and validation shards.
         batch_size: images per batch (ten-patch batches hold 10× as many crops).
         modes: any of "center" and "ten_patch".
@@ -164,7 +164,7 @@ def evaluate(
         raise ValueError(f"modes must be a non-empty subset of {MODES}; received {list(modes)}")
     manifest = load_manifest(data_dir)
     split = manifest.split("validation")
-    sources = [load_source(path, manifest) for path in checkpoints]
+    sources = [p if isinstance(p, ModelSource) else load_source(p, manifest) for p in checkpoints]
     for source in sources:
         if source.num_classes != manifest.num_classes:
             raise EvaluationError(
