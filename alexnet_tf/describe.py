@@ -5,11 +5,10 @@ python -m alexnet_tf.describe [--num_classes=1000]
 
 from __future__ import annotations
 
-import sys
-
 import keras
 from absl import app, flags
 
+from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.model import PAPER_LAYERS, TOWERS, build_alexnet
 from alexnet_tf.model.paper_weights import get_paper_weights
 
@@ -59,13 +58,16 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _NUM_CLASSES.value < 1:
+        raise app.UsageError(f"--num_classes must be >= 1; received {_NUM_CLASSES.value}")
     model = build_alexnet(_NUM_CLASSES.value)
     print(format_table(layer_table(model)))
 
 
 def run_main() -> None:
-    app.run(main, argv=sys.argv)
+    common_flags.run(main, "describe")
 
 
 if __name__ == "__main__":

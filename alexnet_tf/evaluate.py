@@ -1,17 +1,17 @@
-"""Top-1/top-5 validation error with the centre patch and the ten patches (sections 4.1 and 6).
+r"""Top-1/top-5 validation error with the centre patch and the ten patches (sections 4.1 and 6).
 
     python -m alexnet_tf.evaluate --workdir=runs/demo
     python -m alexnet_tf.evaluate --workdir=runs/avg --checkpoints=runs/a,runs/b,exported/c \
         --data_dir=DATA --per_class
 
 Prints the number of scored examples (equal to the manifest's), writes WORKDIR/eval.json and
-eval/top1_error, eval/top5_error to TensorBoard (runs WORKDIR/eval/center and eval/ten_patch).
+eval/top1_error, eval/top5_error to TensorBoard (runs WORKDIR/tensorboard/eval_center and
+WORKDIR/tensorboard/eval_ten_patch, beside training's own).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags
 
@@ -19,6 +19,8 @@ from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.cli import tool_errors
 from alexnet_tf.results import evaluation
 from alexnet_tf.results.trained_models import resolve_data_dir, training_workdir
+
+flags.adopt_module_key_flags(common_flags)  # --data_dir and --workdir in --help
 
 CHECKPOINTS = flags.DEFINE_list(
     "checkpoints", [],
@@ -37,6 +39,13 @@ def main(argv: list[str]) -> None:
     checkpoints = CHECKPOINTS.value or ([workdir] if workdir else [])
     if not checkpoints:
         raise app.UsageError("pass --workdir (a training run) or --checkpoints=a,b,c")
+    if BATCH_SIZE.value < 1:
+        raise app.UsageError(f"--batch_size must be >= 1; received {BATCH_SIZE.value}")
+    unknown = [m for m in MODES.value if m not in evaluation.MODES]
+    if unknown or not MODES.value:
+        raise app.UsageError(
+            f"--modes must name some of {list(evaluation.MODES)}; received {MODES.value}"
+        )
     if not workdir:
         if len(checkpoints) > 1:
             raise app.UsageError("pass --workdir: it holds eval.json of an average of models")
@@ -56,7 +65,7 @@ def main(argv: list[str]) -> None:
 
 
 def run_main() -> None:
-    app.run(main, argv=sys.argv)
+    common_flags.run(main, "evaluate")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Exports a trained network as a SavedModel that takes JPEG/PNG bytes (see exporting.py).
+r"""Exports a trained network as a SavedModel that takes JPEG/PNG bytes (results/saved_model.py).
 
     python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/demo
     python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/demo10 --ten_patch
@@ -11,13 +11,15 @@ The SavedModel needs only TensorFlow:
 
 from __future__ import annotations
 
-import sys
+import os
 
 from absl import app, flags
 
 from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.cli import tool_errors
 from alexnet_tf.results import saved_model as exporting
+
+flags.adopt_module_key_flags(common_flags)  # --data_dir and --workdir in --help
 
 EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Where the SavedModel is written.")
 CHECKPOINT = flags.DEFINE_string(
@@ -38,6 +40,12 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("pass --workdir (a training run) or --checkpoint")
     if not EXPORT_DIR.value:
         raise app.UsageError("pass --export_dir")
+    if TOP_K.value < 1:
+        raise app.UsageError(f"--top_k must be >= 1; received {TOP_K.value}")
+    if os.path.exists(EXPORT_DIR.value) and not OVERWRITE.value:  # before the model loads
+        raise app.UsageError(
+            f"--export_dir {EXPORT_DIR.value} exists; pass --overwrite to replace it"
+        )
     with tool_errors.reported("export"):
         path = exporting.export(
             checkpoint,
@@ -51,7 +59,7 @@ def main(argv: list[str]) -> None:
 
 
 def run_main() -> None:
-    app.run(main, argv=sys.argv)
+    common_flags.run(main, "export")
 
 
 if __name__ == "__main__":

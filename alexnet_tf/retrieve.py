@@ -1,4 +1,4 @@
-"""Nearest training images of validation images by fc7 distance (section 6.1, figure 4 right).
+r"""Nearest training images of validation images by fc7 distance (section 6.1, figure 4 right).
 
     python -m alexnet_tf.retrieve --workdir=runs/demo --num_queries=8 --k=6
     python -m alexnet_tf.retrieve --checkpoint=exported/demo --data_dir=DATA \
@@ -10,13 +10,14 @@ labels and distances) and retrieval.png (each query, then its k neighbours) to -
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags
 
 from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.cli import tool_errors
+from alexnet_tf.files import workdir as workdir_lib
 from alexnet_tf.results import retrieval
+
+flags.adopt_module_key_flags(common_flags)  # --data_dir and --workdir in --help
 
 CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A ckpt-N prefix or exported SavedModel; default: the latest of --workdir."
@@ -36,13 +37,16 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     checkpoint, _, output_dir = common_flags.model_and_output_dir(
-        CHECKPOINT.value, OUTPUT_DIR.value, "retrieval"
+        CHECKPOINT.value, OUTPUT_DIR.value, workdir_lib.retrieval
     )
     for flag in (NUM_QUERIES, MAX_DATABASE):
         if flag.value < 0:
             raise app.UsageError(f"--{flag.name} must be >= 0; received {flag.value}")
-    if K.value < 1 or BATCH_SIZE.value < 1 or MAX_MEMORY_MB.value < 1:
-        raise app.UsageError("--k, --batch_size and --max_memory_mb must be >= 1")
+    for flag in (K, BATCH_SIZE, MAX_MEMORY_MB):
+        if flag.value < 1:
+            raise app.UsageError(f"--{flag.name} must be >= 1; received {flag.value}")
+    if FIGURE_QUERIES.value < 0:
+        raise app.UsageError(f"--figure_queries must be >= 0; received {FIGURE_QUERIES.value}")
     with tool_errors.reported("retrieve"):
         retrieval.retrieve(
             checkpoint,
@@ -58,7 +62,7 @@ def main(argv: list[str]) -> None:
 
 
 def run_main() -> None:
-    app.run(main, argv=sys.argv)
+    common_flags.run(main, "retrieve")
 
 
 if __name__ == "__main__":

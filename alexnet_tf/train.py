@@ -18,6 +18,8 @@ from alexnet_tf.model import INITS
 from alexnet_tf.training import distribution, schedules
 from alexnet_tf.training import loop as training
 
+flags.adopt_module_key_flags(common_flags)  # --data_dir and --workdir in --help
+
 _F = training.TrainConfig  # defaults below are the paper's, from the TrainConfig fields
 
 TRAIN_STEPS = flags.DEFINE_integer("train_steps", 0, "Steps to train; 0 means use --epochs.")
@@ -115,7 +117,7 @@ _CONFIG_FLAGS = [
 
 
 def run_main() -> None:
-    app.run(main, argv=sys.argv)
+    common_flags.run(main, "train")
 
 
 if __name__ == "__main__":

@@ -10,15 +10,14 @@ kernel drawn 4× larger and scaled to 0–255) and top5.png, and the same images
 
 from __future__ import annotations
 
-import os
-import sys
-
 from absl import app, flags
 
 from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.cli import tool_errors
+from alexnet_tf.files import workdir as workdir_lib
 from alexnet_tf.results import figures
-from alexnet_tf.results.evaluation import SUMMARY_DIR
+
+flags.adopt_module_key_flags(common_flags)  # --data_dir and --workdir in --help
 
 CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A ckpt-N prefix or exported SavedModel; default: the latest of --workdir."
@@ -32,8 +31,11 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     checkpoint, run, output_dir = common_flags.model_and_output_dir(
-        CHECKPOINT.value, OUTPUT_DIR.value, "figures"
+        CHECKPOINT.value, OUTPUT_DIR.value, workdir_lib.figures
     )
+    for flag, least in ((NUM_IMAGES, 0), (COLUMNS, 1)):
+        if flag.value < least:
+            raise app.UsageError(f"--{flag.name} must be >= {least}; received {flag.value}")
     with tool_errors.reported("visualize"):
         figures.write_figures(
             checkpoint,
@@ -42,12 +44,12 @@ def main(argv: list[str]) -> None:
             num_images=NUM_IMAGES.value,
             columns=COLUMNS.value,
             # Beside training's summaries when the run is known.
-            summary_dir=os.path.join(run, SUMMARY_DIR, "figures") if run else None,
+            summary_dir=workdir_lib.tensorboard(run, "figures") if run else None,
         )
 
 
 def run_main() -> None:
-    app.run(main, argv=sys.argv)
+    common_flags.run(main, "visualize")
 
 
 if __name__ == "__main__":

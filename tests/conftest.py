@@ -127,3 +127,117 @@ def tools_workdir(tools_data_dir, tmp_path_factory) -> str:
     fc8.kernel.assign(rng.permutation(fc8.kernel.numpy(), axis=1))
     checkpoint.save(prefix)
     return workdir
+
+
+@pytest.fixture(scope="session")
+def tools_source(tools_workdir):
+    """`CheckpointSource(tools_workdir)`: its latest checkpoint (ckpt-2) restored once for all
+    the tools' tests (each restore builds the 61M-parameter network)."""
+    from alexnet_tf.results.trained_models import CheckpointSource
+
+    return CheckpointSource(tools_workdir)
+
+
+@pytest.fixture(scope="session")
+def exported_model(tools_workdir, tmp_path_factory) -> str:
+    """The export binary's SavedModel of `tools_workdir` (centre patch, top 5); returns its path.
+
+    Its own interpreter: the names of the traced functions in saved_model.pb depend on what the
+    process traced before, and an export must equal any other fresh export byte for byte.
+    """
+    import subprocess
+    import sys
+
+    export_dir = str(tmp_path_factory.mktemp("export") / "alexnet")
+    proc = subprocess.run(
+        [sys.executable, "-m", "alexnet_tf.export", f"--workdir={tools_workdir}",
+         f"--export_dir={export_dir}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"SavedModel written to {export_dir}" in proc.stdout
+    return export_dir
+
+
+# Each binary run in one interpreter, so that TensorFlow is imported once: absl registers flags
+# globally, so each binary's own flags are removed (and the module forgotten) before the next.
+_BINARY_RUNS = """
+import contextlib, importlib, io, json, os, sys
+from absl import flags
+out, cases = sys.argv[1], json.loads(sys.argv[2])
+results = {}
+for key, argv, paths in cases:
+    name = key.split(":")[0]
+    module = importlib.import_module(f"alexnet_tf.{name}")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    sys.argv = [name, *argv]
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            module.run_main()
+            code = 0
+        except SystemExit as e:
+            code = 0 if e.code is None else e.code
+            if isinstance(code, str):  # sys.exit(message): Python prints it on stderr
+                print(code, file=stderr)
+    results[key] = {
+        "help": flags.FLAGS.module_help(module),
+        "stdout": stdout.getvalue(),
+        "stderr": stderr.getvalue(),
+        "code": code,
+        "written": [p for p in paths if os.path.exists(p)],
+    }
+    for flag in flags.FLAGS.get_flags_for_module(module):
+        delattr(flags.FLAGS, flag.name)
+    for flag in flags.FLAGS:  # back to the defaults for the next binary
+        flags.FLAGS[flag].unparse()
+    del sys.modules[module.__name__]
+json.dump(results, open(out, "w"))
+"""
+
+
+@pytest.fixture(scope="session")
+def binary_runs(tools_workdir, tmp_path_factory) -> dict:
+    """`python -m alexnet_tf.X` for each binary, with flags a user gets wrong, and the runs that
+    work ("NAME:ok") of describe, evaluate and retrieve on `tools_workdir`.
+
+    Returns:
+        {key: {"help", "stdout", "stderr", "code", "written": paths it should not have made}};
+        "retrieve:ok" also gives its "output_dir".
+    """
+    import json
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("binary_runs")
+    new = {name: str(tmp / name) for name in ("evaluate", "export", "retrieve", "train", "vis")}
+    cases = [
+        ("evaluate", [f"--checkpoints={tools_workdir}", f"--workdir={new['evaluate']}",
+                      "--batch_size=0"], [new["evaluate"]]),
+        ("export", [f"--workdir={tools_workdir}", f"--export_dir={new['export']}", "--top_k=0"],
+         [new["export"]]),
+        ("retrieve", [f"--workdir={tools_workdir}", f"--output_dir={new['retrieve']}", "--k=0"],
+         [new["retrieve"]]),
+        ("visualize", [f"--workdir={tools_workdir}", f"--output_dir={new['vis']}",
+                       "--columns=0"], [new["vis"]]),
+        ("train", [f"--workdir={new['train']}", f"--data_dir={tmp / 'no_data'}"],
+         [new["train"]]),
+        ("export:exists", [f"--workdir={tools_workdir}", f"--export_dir={tools_workdir}"], []),
+        ("describe", ["--num_classes=0"], []),
+        ("describe:ok", [], []),
+        ("evaluate:ok", [f"--workdir={tools_workdir}", "--batch_size=4"], []),
+        ("retrieve:ok", [f"--workdir={tools_workdir}", f"--output_dir={tmp / 'retrieval'}",
+                         "--num_queries=3", "--k=4", "--batch_size=6", "--max_memory_mb=1"], []),
+    ]  # fmt: skip
+    out = tmp / "result.json"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-c", _BINARY_RUNS, str(out), json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": repo},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads(out.read_text())
+    runs["retrieve:ok"]["output_dir"] = str(tmp / "retrieval")
+    return runs

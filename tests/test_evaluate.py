@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,10 +21,10 @@ def manifest(tools_data_dir):
 
 
 @pytest.fixture(scope="module")
-def members(tools_workdir):
+def members(tools_workdir, tools_source):
     """The two checkpoints of the tools workdir, as two models to average."""
-    prefix = os.path.join(tools_workdir, "checkpoints", "ckpt")
-    return [CheckpointSource(f"{prefix}-1"), CheckpointSource(f"{prefix}-2")]
+    assert tools_source.prefix.endswith("ckpt-2")
+    return [CheckpointSource(os.path.join(tools_workdir, "checkpoints", "ckpt-1")), tools_source]
 
 
 def _numpy_ten_patches(image):
@@ -110,7 +108,7 @@ def test_counter_counts_each_unmasked_example_once():
 
 def test_ensemble_evaluation_writes_eval_json(tools_workdir, tools_data_dir, members, tmp_path):
     result = evaluation.evaluate(
-        [m.prefix for m in members], tools_data_dir, batch_size=4, modes=["center"],
+        [members[0].prefix, members[1]], tools_data_dir, batch_size=4, modes=["center"],
         per_class=True, workdir=str(tmp_path), log=lambda line: None,
     )  # fmt: skip
     dataset = make_eval_dataset(load_manifest(tools_data_dir).split("validation").files, 6)
@@ -135,17 +133,14 @@ def test_unknown_checkpoint_is_named(tools_data_dir, tools_workdir, tmp_path):
         evaluation.evaluate([str(tmp_path)], tools_data_dir, modes=["corner"])
 
 
-def test_evaluate_binary_scores_every_example_once(tools_workdir, tools_data_dir):
-    proc = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.evaluate", f"--workdir={tools_workdir}",
-         "--batch_size=4"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_evaluate_binary_scores_every_example_once(binary_runs, tools_workdir, tools_data_dir):
+    proc = binary_runs["evaluate:ok"]  # python -m alexnet_tf.evaluate --workdir=... --batch_size=4
+    assert proc["code"] == 0, proc["stderr"][-3000:]
     num_examples = load_manifest(tools_data_dir).split("validation").num_examples
     for mode in ("center", "ten_patch"):
-        assert f"{mode}: scored {num_examples} examples; the manifest has {num_examples}" in (
-            proc.stdout
+        assert (
+            f"{mode}: scored {num_examples} examples; the manifest has {num_examples}"
+            in (proc["stdout"])
         )
     with open(os.path.join(tools_workdir, "eval.json")) as f:
         result = json.load(f)

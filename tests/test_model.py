@@ -14,7 +14,11 @@ import tensorflow as tf
 
 from alexnet_tf import model as model_lib
 from alexnet_tf.describe import layer_table
-from alexnet_tf.model.layers import local_response_normalization
+from alexnet_tf.model.layers import (
+    CrossTowerLRN,
+    LocalResponseNormalization,
+    local_response_normalization,
+)
 from alexnet_tf.model.paper_weights import (
     get_paper_weights,
     load_paper_weights,
@@ -28,6 +32,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def model():
     return model_lib.build_alexnet(seed=1)
+
+
+@pytest.fixture(scope="module")
+def he_model():
+    """The demo's initialization, seeded (10 classes)."""
+    return model_lib.build_alexnet(10, init="he", seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +111,11 @@ def test_lrn_matches_the_papers_formula(params):
     assert np.abs(got - a).max() > 1.0
 
 
-def test_lrn_values_are_builder_parameters():
-    m = model_lib.build_alexnet(10, lrn_k=1.0, lrn_alpha=2e-5)
-    lrn = m.get_layer("norm1_a")
+def test_lrn_values_are_builder_parameters(model, caffe_model):
+    lrn = caffe_model.get_layer("norm1_a")  # built with lrn_k=1.0, lrn_alpha=2e-5
     assert (lrn.k, lrn.n, lrn.alpha, lrn.beta) == (1.0, 5, 2e-5, 0.75)
-    default = model_lib.build_alexnet(10).get_layer("norm2_b")
+    default = model.get_layer("norm2_b")
+    assert type(default) is LocalResponseNormalization
     assert (default.k, default.n, default.alpha, default.beta) == (2.0, 5, 1e-4, 0.75)
 
 
@@ -148,17 +158,16 @@ def test_initialization_is_section_5(model):
             np.testing.assert_array_equal(bias, want)
 
 
-def test_he_init_is_available_for_the_demo():
-    m = model_lib.build_alexnet(10, init="he", seed=0)
-    kernel = m.get_layer("fc6_a").kernel.numpy()
+def test_he_init_is_available_for_the_demo(he_model):
+    kernel = he_model.get_layer("fc6_a").kernel.numpy()
     assert kernel.std() == pytest.approx(np.sqrt(2 / 9216), rel=0.15)
-    assert not m.get_layer("conv2_a").bias.numpy().any()
+    assert not he_model.get_layer("conv2_a").bias.numpy().any()
 
 
-def test_seeded_builds_are_equal():
-    a = model_lib.build_alexnet(10, seed=3).get_layer("conv2_b").kernel.numpy()
-    b = model_lib.build_alexnet(10, seed=3).get_layer("conv2_b").kernel.numpy()
-    np.testing.assert_array_equal(a, b)
+def test_seeded_builds_are_equal(he_model):
+    again = model_lib.build_alexnet(10, init="he", seed=3)
+    for a, b in zip(he_model.weights, again.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
 def test_endpoints_give_fc7_features_and_predictions(model, images):
@@ -177,17 +186,17 @@ def test_paper_weights_round_trip(model, images, tmp_path):
     assert weights["conv2"][0].shape == (5, 5, 48, 256)
     assert weights["fc6"][0].shape == (9216, 4096)
     other = model_lib.build_alexnet(seed=2)
+    own = other.get_layer("conv4_b").kernel.numpy()
+    # Through a bvlc_alexnet.npy-style file (a pickled dict saved with np.save): other's own.
+    path = tmp_path / "bvlc_alexnet.npy"
+    save_paper_weights(other, path)
+    assert sorted(load_paper_weights(path)) == sorted(model_lib.PAPER_LAYERS)
+    assert [p.name for p in tmp_path.iterdir()] == ["bvlc_alexnet.npy"]  # no temporary left
     set_paper_weights(other, weights)
     np.testing.assert_allclose(other(images), model(images), rtol=1e-5, atol=1e-7)
-    # The same through a bvlc_alexnet.npy-style file (a pickled dict saved with np.save).
-    path = tmp_path / "bvlc_alexnet.npy"
-    save_paper_weights(model, path)
-    assert sorted(load_paper_weights(path)) == sorted(model_lib.PAPER_LAYERS)
-    fresh = model_lib.build_alexnet(seed=4)
-    set_paper_weights(fresh, str(path))
-    np.testing.assert_array_equal(
-        fresh.get_layer("conv4_b").kernel.numpy(), model.get_layer("conv4_b").kernel.numpy()
-    )
+    set_paper_weights(other, str(path))
+    np.testing.assert_array_equal(other.get_layer("conv4_b").kernel.numpy(), own)
+    assert not np.array_equal(own, model.get_layer("conv4_b").kernel.numpy())
 
 
 def test_paper_weights_in_the_papers_layout(model):
@@ -210,13 +219,155 @@ def test_paper_weights_reject_wrong_shapes(model):
         set_paper_weights(model, {k: v for k, v in weights.items() if k != "fc8"})
 
 
-def test_whole_model_saves_and_loads(tmp_path, images):
-    m = model_lib.build_alexnet(10, seed=5)
+# ---------------------------------------------------------------- Caffe's bvlc_alexnet, in NumPy
+# An independent transcription of the layers of Caffe's models/bvlc_alexnet/deploy.prototxt
+# (conv1 is one layer of 96 kernels; conv2, conv4, conv5 have group: 2), in float64.
+_CAFFE_KWARGS = {"lrn_k": 1.0, "lrn_alpha": 2e-5, "lrn_across_towers": True}
+_CAFFE_CONVS = {  # name: (stride, pad, group)
+    "conv1": (4, 0, 1),
+    "conv2": (1, 2, 2),
+    "conv3": (1, 1, 1),
+    "conv4": (1, 1, 2),
+    "conv5": (1, 1, 2),
+}
+
+
+def _caffe_conv_relu(x, kernel, bias, stride, pad, group):
+    """ConvolutionLayer + ReLU on NHWC `x`; `kernel` is HWIO with I = channels / group."""
+    x = np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    kh, kw, cin, cout = kernel.shape
+    per_group = cout // group
+    outputs = []
+    for g in range(group):
+        windows = np.lib.stride_tricks.sliding_window_view(
+            x[..., g * cin : (g + 1) * cin], (kh, kw), axis=(1, 2)
+        )[:, ::stride, ::stride]  # (N, OH, OW, cin, kh, kw)
+        part = kernel[..., g * per_group : (g + 1) * per_group]
+        outputs.append(np.tensordot(windows, part, axes=([3, 4, 5], [2, 0, 1])))
+    return np.maximum(np.concatenate(outputs, axis=-1) + bias, 0.0)
+
+
+def _caffe_lrn(x, local_size=5, alpha=1e-4, beta=0.75, k=1.0):
+    """LRNLayer, ACROSS_CHANNELS (lrn_layer.cpp): over all channels of the blob,
+
+    scale_c = k + alpha / local_size * sum_{c' = c - pre_pad}^{c - pre_pad + local_size - 1} x_c'^2
+    with pre_pad = (local_size - 1) / 2 and zeros beyond the edges; top = bottom * scale^-beta.
+    """
+    pre_pad = (local_size - 1) // 2
+    channels = x.shape[-1]
+    squares = np.pad(x**2, [(0, 0)] * 3 + [(pre_pad, local_size - 1 - pre_pad)])
+    window = sum(squares[..., i : i + channels] for i in range(local_size))
+    return x * (k + alpha / local_size * window) ** -beta
+
+
+def _caffe_max_pool(x, size=3, stride=2):
+    """PoolingLayer, MAX: Caffe rounds the output size up and clips the last windows."""
+    height = x.shape[1]
+    out = -(-(height - size) // stride) + 1
+    rows = [x[:, i * stride : min(i * stride + size, height)].max(axis=1) for i in range(out)]
+    y = np.stack(rows, axis=1)
+    cols = [y[:, :, j * stride : min(j * stride + size, height)].max(axis=2) for j in range(out)]
+    return np.stack(cols, axis=2)
+
+
+def _caffe_forward(weights, images, lrn=_caffe_lrn):
+    """bvlc_alexnet's forward pass; returns pool2 and the fc8 logits."""
+    x = images.astype(np.float64)
+    w = {name: [np.asarray(a, np.float64) for a in value] for name, value in weights.items()}
+    x = _caffe_max_pool(lrn(_caffe_conv_relu(x, *w["conv1"], *_CAFFE_CONVS["conv1"])))
+    pool2 = _caffe_max_pool(lrn(_caffe_conv_relu(x, *w["conv2"], *_CAFFE_CONVS["conv2"])))
+    x = pool2
+    for name in ("conv3", "conv4", "conv5"):
+        x = _caffe_conv_relu(x, *w[name], *_CAFFE_CONVS[name])
+    x = _caffe_max_pool(x).reshape(len(x), -1)  # fc6 rows in (height, width, channel) order
+    x = np.maximum(x @ w["fc6"][0] + w["fc6"][1], 0)
+    x = np.maximum(x @ w["fc7"][0] + w["fc7"][1], 0)
+    return pool2, x @ w["fc8"][0] + w["fc8"][1]
+
+
+def _per_tower(lrn):
+    """The normalization of the paper's model: within each half of the channels."""
+    return lambda x: np.concatenate([lrn(h) for h in np.split(x, 2, axis=-1)], axis=-1)
+
+
+@pytest.fixture(scope="module")
+def caffe_weights(tmp_path_factory):
+    """Weights in the bvlc_alexnet.npy layout, written by NumPy alone (He-scaled, so that the
+    activations are large enough for LRN to matter), as a file."""
+    rng = np.random.default_rng(2012)
+    shapes = {
+        "conv1": (11, 11, 3, 96),
+        "conv2": (5, 5, 48, 256),
+        "conv3": (3, 3, 256, 384),
+        "conv4": (3, 3, 192, 384),
+        "conv5": (3, 3, 192, 256),
+        "fc6": (9216, 4096),
+        "fc7": (4096, 4096),
+        "fc8": (4096, 10),
+    }
+    weights = {}
+    for name, shape in shapes.items():
+        fan_in = int(np.prod(shape[:-1]))
+        kernel = rng.normal(0, np.sqrt(2 / fan_in), shape).astype(np.float32)
+        weights[name] = [kernel, rng.normal(0, 0.1, shape[-1]).astype(np.float32)]
+    path = tmp_path_factory.mktemp("caffe") / "bvlc_alexnet.npy"
+    np.save(path, np.array(weights, dtype=object), allow_pickle=True)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def caffe_model(caffe_weights):
+    """bvlc_alexnet's network: k=1, Caffe's alpha (1e-4 / 5), LRN over both towers; its weights."""
+    model = model_lib.build_alexnet(10, **_CAFFE_KWARGS)
+    set_paper_weights(model, caffe_weights)
+    return model
+
+
+def test_cross_tower_lrn_is_one_lrn_over_both_towers():
+    a = np.random.default_rng(1).uniform(0, 300, (2, 3, 3, 96))
+    layers = [CrossTowerLRN(1.0, 5, 2e-5, 0.75, tower=t) for t in model_lib.TOWERS]
+    got = np.concatenate(
+        [layers[0]([a[..., :48], a[..., 48:]]), layers[1]([a[..., 48:], a[..., :48]])], axis=-1
+    )
+    np.testing.assert_allclose(got, _caffe_lrn(a), rtol=1e-5)
+    assert np.abs(got - _per_tower(_caffe_lrn)(a)).max() > 1.0  # the boundary matters here
+
+
+def test_caffes_weights_give_caffes_outputs(caffe_model, caffe_weights, images, tmp_path):
+    """`lrn_across_towers=True, lrn_k=1, lrn_alpha=2e-5`: bvlc_alexnet's forward pass, exactly."""
+    from alexnet_tf.training.checkpoints import load_trained_model, write_model_config
+
+    model = caffe_model
+    bgr = images[..., ::-1]  # Caffe's channel order; the mean is already subtracted
+    want_pool2, want_logits = _caffe_forward(load_paper_weights(caffe_weights), bgr)
+    got = model_lib.endpoints_model(model, ["pool2_a", "pool2_b", "fc8"])(bgr, training=False)
+    pool2 = np.concatenate([got["pool2_a"], got["pool2_b"]], axis=-1)
+    scale = np.abs(want_pool2).max()
+    np.testing.assert_allclose(pool2, want_pool2, rtol=1e-4, atol=1e-5 * scale)
+    np.testing.assert_allclose(
+        got["fc8"], want_logits, rtol=1e-3, atol=1e-4 * np.abs(want_logits).max()
+    )
+    # The paper's per-tower normalization is a different network for these weights.
+    tower_pool2, _ = _caffe_forward(load_paper_weights(caffe_weights), bgr, _per_tower(_caffe_lrn))
+    assert np.abs(tower_pool2 - want_pool2).max() > 100 * 1e-5 * scale
+
+    # A run's model_config.json records the keyword, and the tools rebuild the same network.
+    workdir = str(tmp_path)
+    write_model_config(workdir, {"num_classes": 10, "model": _CAFFE_KWARGS})
+    tf.train.Checkpoint(model=model).save(os.path.join(workdir, "checkpoints", "ckpt"))
+    rebuilt, config, _ = load_trained_model(workdir)
+    assert config["model"]["lrn_across_towers"] is True
+    assert isinstance(rebuilt.get_layer("norm2_b"), CrossTowerLRN)
+    np.testing.assert_array_equal(rebuilt(bgr, training=False), model(bgr, training=False))
+
+
+def test_whole_model_saves_and_loads(tmp_path, images, caffe_model):
     path = str(tmp_path / "alexnet.keras")
-    m.save(path)
+    caffe_model.save(path)
     loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded(images), m(images), rtol=1e-5, atol=1e-7)
-    assert loaded.get_layer("norm1_a").k == 2.0
+    np.testing.assert_allclose(loaded(images), caffe_model(images), rtol=1e-5, atol=1e-7)
+    lrn = loaded.get_layer("norm1_b")
+    assert type(lrn) is CrossTowerLRN and (lrn.tower, lrn.k, lrn.alpha) == ("b", 1.0, 2e-5)
 
 
 @pytest.mark.parametrize(

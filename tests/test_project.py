@@ -2,8 +2,6 @@
 
 import os
 import re
-import subprocess
-import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,14 +19,8 @@ def test_ci_runs_the_readmes_test_command():
     assert command in _read(".ci/run").splitlines()
 
 
-def test_describe_prints_the_papers_counts():
-    proc = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.describe"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "60,965,224" in proc.stdout
-    assert "290,400" in proc.stdout and "43,264" in proc.stdout
+def test_describe_prints_the_papers_counts(binary_runs):
+    run = binary_runs["describe:ok"]  # `python -m alexnet_tf.describe`
+    assert run["code"] == 0, run["stderr"][-2000:]
+    assert "60,965,224" in run["stdout"]
+    assert "290,400" in run["stdout"] and "43,264" in run["stdout"]

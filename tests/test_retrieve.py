@@ -1,8 +1,7 @@
 """Retrieval by fc7 distance (section 6.1, figure 4 right): streamed features, bounded search."""
 
 import json
-import subprocess
-import sys
+import pathlib
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ import tensorflow as tf
 from alexnet_tf.data.input_pipeline import make_eval_dataset
 from alexnet_tf.data.manifest import load_manifest
 from alexnet_tf.results import retrieval
-from alexnet_tf.results.trained_models import CheckpointSource
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +46,10 @@ def test_blocked_search_equals_brute_force_within_its_memory_bound(digits, tmp_p
         retrieval.nearest_neighbours(queries, database, len(digits) + 1)
 
 
-def test_a_database_image_finds_itself_first_at_distance_zero(tools_workdir, tools_data_dir,
+def test_a_database_image_finds_itself_first_at_distance_zero(tools_source, tools_data_dir,
                                                               tmp_path):  # fmt: skip
     manifest = load_manifest(tools_data_dir)
-    source = CheckpointSource(tools_workdir)
+    source = tools_source
     dataset = make_eval_dataset(manifest.split("train").files, 4, num_classes=10)
     count = manifest.split("train").num_examples
     path = str(tmp_path / "train_fc7.npy")
@@ -80,22 +78,18 @@ def test_feature_file_is_not_left_half_written(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_retrieve_binary_writes_json_and_grid(tools_workdir, tools_data_dir, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.retrieve", f"--workdir={tools_workdir}",
-         f"--output_dir={tmp_path}", "--num_queries=3", "--k=4", "--batch_size=6",
-         "--max_memory_mb=1"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(tmp_path / "neighbours.json") as f:
+def test_retrieve_binary_writes_json_and_grid(binary_runs, tools_data_dir):
+    proc = binary_runs["retrieve:ok"]  # --num_queries=3 --k=4 --batch_size=6 --max_memory_mb=1
+    assert proc["code"] == 0, proc["stderr"][-3000:]
+    output_dir = pathlib.Path(proc["output_dir"])
+    with open(output_dir / "neighbours.json") as f:
         result = json.load(f)
     train = load_manifest(tools_data_dir).split("train").num_examples
     assert result["num_queries"] == 3 and result["k"] == 4 and result["database_size"] == train
     for query in result["queries"]:
         assert len(set(query["neighbours"])) == 4 and max(query["neighbours"]) < train
         assert query["distances"] == sorted(query["distances"])
-    grid = tf.io.decode_png(tf.io.read_file(str(tmp_path / "retrieval.png"))).numpy()
+    grid = tf.io.decode_png(tf.io.read_file(str(output_dir / "retrieval.png"))).numpy()
     assert grid.shape == (3 * 98 + 2, 5 * 98 + 8, 3)  # 3 rows: the query, then 4 neighbours
-    assert np.load(tmp_path / "validation_fc7.npy").shape == (3, 4096)
-    assert np.load(tmp_path / "train_fc7.npy").shape == (train, 4096)
+    assert np.load(output_dir / "validation_fc7.npy").shape == (3, 4096)
+    assert np.load(output_dir / "train_fc7.npy").shape == (train, 4096)

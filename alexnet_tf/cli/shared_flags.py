@@ -5,16 +5,20 @@
 
 `write_flags_file(workdir)` writes WORKDIR/flags.cfg, one `--name=value` per line for every flag
 of the binary (not absl's own), so `python -m alexnet_tf.train --flagfile=WORKDIR/flags.cfg`
-replays the run.
+replays the run. `run(main, program)` is each binary's `app.run`: a usage error is one line.
+Each binary calls `flags.adopt_module_key_flags(shared_flags)` so that its `--help` lists these
+flags beside its own (absl shows other modules' flags only in `--helpfull`).
 """
 
 from __future__ import annotations
 
-import os
+import sys
+from collections.abc import Callable
 
 from absl import app, flags
 
-FLAGS_FILE = "flags.cfg"
+from alexnet_tf.files import atomic
+from alexnet_tf.files import workdir as workdir_lib
 
 DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Directory with the TFRecord shards and manifest.json of the converter."
@@ -45,24 +49,39 @@ def write_flags_file(workdir: str, flag_values: flags.FlagValues = flags.FLAGS) 
             if flag.name in ("flagfile", "undefok") or flag.value is None:
                 continue
             lines.append(flag.serialize())
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, FLAGS_FILE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write("# Resolved flags of this run; replay with --flagfile=" + path + "\n")
-        f.write("".join(f"{line}\n" for line in sorted(set(lines))))
-    os.replace(tmp, path)
-    return path
+    path = workdir_lib.flags_file(workdir)
+    header = f"# Resolved flags of this run; replay with --flagfile={path}\n"
+    return atomic.write_text(path, header + "".join(f"{line}\n" for line in sorted(set(lines))))
+
+
+def run(main: Callable[[list[str]], None], program: str) -> None:
+    """`app.run(main)`, but an `app.UsageError` prints one line, `program: error: ...`.
+
+    absl would print the module's whole help text above the message, which buries it.
+    """
+
+    def checked(argv: list[str]) -> None:
+        try:
+            main(argv)
+        except app.UsageError as e:
+            print(f"{program}: error: {e} (see --help)", file=sys.stderr)
+            sys.exit(e.exitcode)
+
+    app.run(checked, argv=sys.argv)
 
 
 def model_and_output_dir(
-    checkpoint: str | None, output_dir: str | None, default_subdir: str
+    checkpoint: str | None, output_dir: str | None, default: Callable[[str], str]
 ) -> tuple[str, str | None, str]:
     """Resolves the model and output folder of a tool from --checkpoint, --workdir, --output_dir.
 
+    Args:
+        checkpoint, output_dir: the flags' values.
+        default: the run's folder for the output, such as `workdir_lib.figures`.
+
     Returns:
         (the checkpoint, workdir or SavedModel to load; the training run it belongs to, or None
-        for a SavedModel; the folder to write to: --output_dir, else `default_subdir` of the run).
+        for a SavedModel; the folder to write to: --output_dir, else `default(run)`).
 
     Raises:
         app.UsageError: neither --workdir nor --checkpoint, or nowhere to write.
@@ -75,7 +94,7 @@ def model_and_output_dir(
     if not model:
         raise app.UsageError("pass --workdir (a training run) or --checkpoint")
     run = WORKDIR.value or training_workdir(model)
-    output_dir = output_dir or (os.path.join(run, default_subdir) if run else None)
+    output_dir = output_dir or (default(run) if run else None)
     if not output_dir:
         raise app.UsageError("pass --output_dir (or --workdir)")
     return model, run, output_dir

@@ -1,6 +1,8 @@
 """Layers of the 2012 network that Keras does not ship as they are needed.
 
-* `LocalResponseNormalization`: section 3.3 of the paper.
+* `LocalResponseNormalization`: section 3.3 of the paper, within one tower's maps.
+* `CrossTowerLRN`: the same normalization over both towers' maps, as Caffe's `bvlc_alexnet` does
+  (its conv1 is one layer of 96 kernels, so its windows cross from tower a's maps into b's).
 * `Placed*`: standard Keras layers that run, and keep their variables, on one named device. The
   paper trains its two towers on two GPUs (section 3.2). In a Keras 3 functional model a
   `tf.device` scope around layer *construction* places the variables but not the operations: the
@@ -67,6 +69,43 @@ class LocalResponseNormalization(keras.layers.Layer):
             "beta": self.beta,
             "device": self.device_name,
         }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CrossTowerLRN(LocalResponseNormalization):
+    """One tower's share of an LRN over the channels of both towers, tower a's first.
+
+    Called on `[own, other]` (this tower's maps, then the other tower's), it returns this tower's
+    maps normalized as if both towers' maps were one tensor: the windows at the boundary take
+    their missing neighbours from the other tower. Only the `(n - 1) / 2` neighbouring channels
+    of the other tower are read, so each tower keeps its own output and its own layer.
+    """
+
+    def __init__(self, *args, tower: str = "a", **kwargs):
+        super().__init__(*args, **kwargs)
+        if tower not in ("a", "b"):
+            raise ValueError(f"tower must be 'a' or 'b'; received {tower!r}")
+        self.tower = tower
+
+    def call(self, inputs):
+        own, other = inputs
+        half = (self.n - 1) // 2
+        with _device_scope(self.device_name):
+            if half == 0:
+                return local_response_normalization(own, self.k, self.n, self.alpha, self.beta)
+            if self.tower == "a":  # tower a's maps come first: its neighbours are b's first maps
+                both = tf.concat([own, other[..., :half]], axis=-1)
+                out = local_response_normalization(both, self.k, self.n, self.alpha, self.beta)
+                return out[..., : own.shape[-1]]
+            both = tf.concat([other[..., -half:], own], axis=-1)
+            out = local_response_normalization(both, self.k, self.n, self.alpha, self.beta)
+            return out[..., -own.shape[-1] :]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "tower": self.tower}
 
 
 def _device_scope(device: str | None):

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf.model.layers import (
+    CrossTowerLRN,
     LocalResponseNormalization,
     PlacedConcatenate,
     PlacedConv2D,
@@ -65,6 +66,7 @@ def build_alexnet(
     lrn_n: int = LRN_N,
     lrn_alpha: float = LRN_ALPHA,
     lrn_beta: float = LRN_BETA,
+    lrn_across_towers: bool = False,
     dropout_rate: float = DROPOUT_RATE,
     init: str = "paper",
     seed: int | None = None,
@@ -79,6 +81,11 @@ def build_alexnet(
         lrn_k, lrn_n, lrn_alpha, lrn_beta: the normalization of section 3.3. The paper's values
             are the defaults; Caffe's `bvlc_alexnet` weights were trained with k=1, alpha=2e-5
             (Caffe's 1e-4 divided by n=5), n=5, beta=0.75.
+        lrn_across_towers: False (the paper): each tower normalizes its own maps, as on the
+            paper's two GPUs. True: the windows of norm1 and norm2 run over both towers' maps
+            (tower a's first), as in Caffe's `bvlc_alexnet`, whose conv1 is not split; with
+            `lrn_k=1.0, lrn_alpha=2e-5` and BGR input the network then gives Caffe's outputs
+            for Caffe's weights (see `paper_weights`). It adds no weights.
         dropout_rate: dropout before fc7 and fc8 (section 4.2).
         init: "paper" for N(0, 0.01) weights and the paper's biases of 1 (section 5), "he" for
             He-normal weights and zero biases (used by the demo configuration; see configs/).
@@ -121,10 +128,22 @@ def build_alexnet(
             name=f"{layer}_{tower}" if tower else layer,
         )
 
-    def lrn(layer, tower):
-        return LocalResponseNormalization(
-            lrn_k, lrn_n, lrn_alpha, lrn_beta, device=placement[tower], name=f"{layer}_{tower}"
-        )
+    def normalize(layer, maps):
+        if not lrn_across_towers:
+            return {
+                t: LocalResponseNormalization(
+                    lrn_k, lrn_n, lrn_alpha, lrn_beta, device=placement[t], name=f"{layer}_{t}"
+                )(maps[t])
+                for t in TOWERS
+            }
+        # Each tower's share of one normalization over both towers' maps.
+        return {
+            t: CrossTowerLRN(
+                lrn_k, lrn_n, lrn_alpha, lrn_beta, tower=t, device=placement[t],
+                name=f"{layer}_{t}",
+            )([maps[t], maps[other]])
+            for t, other in zip(TOWERS, TOWERS[::-1])
+        }  # fmt: skip
 
     def pool(layer, tower):
         # Section 3.4: overlapping pooling, z=3, s=2.
@@ -134,14 +153,15 @@ def build_alexnet(
         return PlacedConcatenate(device=placement[tower], name=f"{layer}_{tower}")(tensors)
 
     images = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="images")
-    x = {}
+    # conv1: 48 kernels of 11×11×3 per tower, stride 4, on the whole image. conv2: 128 kernels
+    # of 5×5×48 per tower, on its own tower's maps only. Built in this order: the seeds follow it.
+    conv1, conv2 = {}, {}
     for t in TOWERS:
-        # conv1: 48 kernels of 11×11×3 per tower, stride 4, on the whole image.
-        h = conv("conv1", t, 48, 11, strides=4, padding="valid")(images)
-        h = pool("pool1", t)(lrn("norm1", t)(h))
-        # conv2: 128 kernels of 5×5×48 per tower, on its own tower's maps only.
-        h = conv("conv2", t, 128, 5)(h)
-        x[t] = pool("pool2", t)(lrn("norm2", t)(h))
+        conv1[t] = conv("conv1", t, 48, 11, strides=4, padding="valid")
+        conv2[t] = conv("conv2", t, 128, 5)
+    h = normalize("norm1", {t: conv1[t](images) for t in TOWERS})
+    h = {t: conv2[t](pool("pool1", t)(h[t])) for t in TOWERS}
+    x = {t: pool("pool2", t)(h) for t, h in normalize("norm2", h).items()}
     # conv3 sees the maps of both towers: 192 kernels of 3×3×256 per tower.
     x = {t: conv("conv3", t, 192, 3)(both("concat3", t, [x["a"], x["b"]])) for t in TOWERS}
     # conv4 (3×3×192) and conv5 (3×3×192) see their own tower only.

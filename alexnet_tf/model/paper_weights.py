@@ -10,9 +10,16 @@
   tower's kernels come first;
 * fc6 rows are in (height, width, channel) order of the 6×6×256 pool5 map.
 
-Those weights were trained in Caffe with LRN k=1, alpha=2e-5 (Caffe's 1e-4 divided by its n=5),
-n=5, beta=0.75, on BGR images with the BGR mean subtracted: build the model with
-`build_alexnet(lrn_k=1.0, lrn_alpha=2e-5)` and feed BGR to reproduce their outputs.
+Those weights were trained in Caffe with LRN k=1, alpha=1e-4, local_size=5, beta=0.75, on BGR
+images with the BGR mean subtracted. Caffe divides its alpha by local_size (the paper and
+TensorFlow do not), so its alpha is this model's 2e-5; and Caffe's conv1 is one layer of 96
+kernels, so its norm1 and norm2 windows cross from tower a's maps into tower b's. Build
+
+    build_alexnet(lrn_k=1.0, lrn_alpha=2e-5, lrn_across_towers=True)
+
+and feed BGR images to reproduce their outputs (tests/test_model.py checks the whole forward pass
+against a NumPy transcription of Caffe's layers). The default build normalizes within each
+tower, as the paper's two GPUs did.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import os
 import keras
 import numpy as np
 
+from alexnet_tf.files import atomic
 from alexnet_tf.model import PAPER_LAYERS, TOWERS
 
 # Layers split into two towers; fc8 is one layer.
@@ -82,10 +90,10 @@ def load_paper_weights(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
 
 def save_paper_weights(model: keras.Model, path: str | os.PathLike) -> None:
     """Writes the model's weights as a bvlc_alexnet.npy-style file (atomically)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}.npy"
-    np.save(tmp, np.array(get_paper_weights(model), dtype=object), allow_pickle=True)
-    os.replace(tmp, path)
+    weights = np.array(get_paper_weights(model), dtype=object)
+    # The ".npy" suffix: np.save appends it to a name without it.
+    with atomic.temporary_path(os.fspath(path), suffix=".npy") as tmp:
+        np.save(tmp, weights, allow_pickle=True)
 
 
 def _paper_shapes(model: keras.Model, targets: list[str]) -> tuple[tuple, tuple]:

@@ -18,7 +18,6 @@ manifest.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 
@@ -26,12 +25,14 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf.data.manifest import load_manifest
+from alexnet_tf.files import atomic
+from alexnet_tf.files import workdir as workdir_lib
 from alexnet_tf.results.trained_models import ModelSource, load_source
 
 MODES = ("center", "ten_patch")
 # The run's TensorBoard directory (training.SUMMARY_DIR): `tensorboard --logdir WORKDIR/tensorboard`
 # shows training and these evaluations together.
-SUMMARY_DIR = "tensorboard"
+SUMMARY_DIR = workdir_lib.TENSORBOARD_DIR
 TOP_K = (1, 5)
 
 
@@ -128,7 +129,7 @@ def score(
 
 
 def evaluate(
-    checkpoints: Sequence[str],
+    checkpoints: Sequence[str | ModelSource],
     data_dir: str,
     *,
     batch_size: int = 16,
@@ -140,8 +141,8 @@ def evaluate(
     """Top-1/top-5 error of one model or the average of several on the validation split.
 
     Args:
-        checkpoints: training WORKDIRs, `ckpt-N` prefixes or exported SavedModels; several are
-            averaged.
+        checkpoints: training WORKDIRs, `ckpt-N` prefixes or exported SavedModels (or models
+            already loaded, `ModelSource`s); several are averaged.
         data_dir: the directory with the manifest and validation shards.
         batch_size: images per batch (ten-patch batches hold 10× as many crops).
         modes: any of "center" and "ten_patch".
@@ -163,7 +164,7 @@ def evaluate(
         raise ValueError(f"modes must be a non-empty subset of {MODES}; received {list(modes)}")
     manifest = load_manifest(data_dir)
     split = manifest.split("validation")
-    sources = [load_source(path, manifest) for path in checkpoints]
+    sources = [p if isinstance(p, ModelSource) else load_source(p, manifest) for p in checkpoints]
     for source in sources:
         if source.num_classes != manifest.num_classes:
             raise EvaluationError(
@@ -219,16 +220,11 @@ def write_results(workdir: str, result: dict, step: int = 0) -> str:
     Each mode gets its own TensorBoard run (WORKDIR/tensorboard/eval_center and eval_ten_patch,
     beside training's own), so the curves share one chart per tag.
     """
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "eval.json")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, path)
+    path = atomic.write_json(workdir_lib.eval_json(workdir), result)
     for mode in MODES:
         if mode not in result:
             continue
-        writer = tf.summary.create_file_writer(os.path.join(workdir, SUMMARY_DIR, f"eval_{mode}"))
+        writer = tf.summary.create_file_writer(workdir_lib.tensorboard(workdir, f"eval_{mode}"))
         with writer.as_default():
             for name, value in result[mode].items():
                 tf.summary.scalar(f"eval/{name}", value, step=step)

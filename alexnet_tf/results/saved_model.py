@@ -192,7 +192,12 @@ def save(module: ExportModule, export_dir: str, *, overwrite: bool = False) -> s
     for fn in [*signatures.values(), module.conv1_kernels]:
         for v in fn.get_concrete_function().variables:
             used.setdefault(id(v), v)
-    module.saved_variables = list(used.values())
+    # A traced function lists its variables in the order of their memory addresses, which
+    # differs from run to run; in the model's own order, two exports are byte for byte equal.
+    rank = {id(w.value): i for i, w in enumerate(module._keras.model.weights)}
+    module.saved_variables = sorted(
+        used.values(), key=lambda v: (rank.get(id(v), len(rank)), v.name)
+    )
     tf.saved_model.save(module, tmp, signatures=signatures)
     if os.path.exists(export_dir):
         shutil.rmtree(export_dir)

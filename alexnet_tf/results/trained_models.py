@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf.data.manifest import Manifest, ManifestError, load_manifest
+from alexnet_tf.files import workdir as workdir_lib
 from alexnet_tf.model import IMAGE_SIZE, conv1_kernels, endpoints_model
 from alexnet_tf.training import checkpoints as checkpoints_lib
 
@@ -150,7 +151,7 @@ def resolve_data_dir(path: str, data_dir: str | None) -> str:
     workdir = checkpoints_lib.resolve_checkpoint(path)[1]
     recorded = checkpoints_lib.read_model_config(workdir).get("data_dir")
     if not recorded:
-        raise ValueError(f"--data_dir is needed: {workdir}/model_config.json records none")
+        raise ValueError(f"--data_dir is needed: {workdir_lib.model_config(workdir)} records none")
     return recorded
 
 

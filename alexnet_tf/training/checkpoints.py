@@ -10,7 +10,7 @@ A training WORKDIR holds:
 `model_config.json`:
 
     {"num_classes": K,
-     "model": {...keyword arguments of build_alexnet, e.g. "init": "paper", "lrn_k": 2.0...},
+     "model": {...keyword arguments of build_alexnet, e.g. "init": "paper", "seed": 0...},
      "preprocessing": {...keyword arguments of input_pipeline.make_normalizer...},
      "data_dir": "/abs/path/of/the/training/shards"}
 """
