@@ -1,6 +1,9 @@
 """Prints the layer table of the 2012 network (section 3): kernels, maps, neurons, parameters.
 
-python -m alexnet_tf.describe [--num_classes=1000]
+python -m alexnet_tf.describe [--num_classes=1000] [--localization]
+
+With --localization the table ends with the box regressor of ILSVRC-2012 task 2 (`bbox`, 4
+numbers per class on fc7), and the total counts it.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ import keras
 from absl import app, flags
 
 from alexnet_tf.model import PAPER_LAYERS, TOWERS, build_alexnet
+from alexnet_tf.model.box_head import BOX_LAYER, has_box_head
 from alexnet_tf.model.paper_weights import get_paper_weights
 
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Size of the softmax output.")
+_LOCALIZATION = flags.DEFINE_bool(
+    "localization", False, "Include the box regressor (bbox: 4 numbers per class on fc7)."
+)
 
 
 def layer_table(model: keras.Model) -> list[dict]:
@@ -39,6 +46,18 @@ def layer_table(model: keras.Model) -> list[dict]:
                 "parameters": kernel.size + bias.size,
             }
         )
+    if has_box_head(model):
+        head = model.get_layer(BOX_LAYER)
+        units = head.kernel.shape[-1]
+        rows.append(
+            {
+                "layer": BOX_LAYER,
+                "kernel": tuple(head.kernel.shape),
+                "output": (units,),
+                "neurons": units,
+                "parameters": head.count_params(),
+            }
+        )
     return rows
 
 
@@ -60,7 +79,7 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str]) -> None:
     del argv
-    model = build_alexnet(_NUM_CLASSES.value)
+    model = build_alexnet(_NUM_CLASSES.value, localization=_LOCALIZATION.value)
     print(format_table(layer_table(model)))
 
 

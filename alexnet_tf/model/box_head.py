@@ -1,0 +1,71 @@
+"""The box regressor of ILSVRC-2012 task 2 ("classification with localization").
+
+The 2012 network localized with the same features it classified with: a regressor on the 4096-d
+last hidden layer predicts one box per class, and each of the five guesses is a class with its
+own box. `build_alexnet(localization=True)` adds it beside fc8:
+
+    fc7 → drop7 → fc8 → softmax        (unchanged)
+              └──→ bbox                [B, 4K]: class c's box is columns 4c … 4c+3
+
+A box is (ymin, xmin, ymax, xmax) normalized to the 227×227 input crop (0 … 1, like
+`tf.image`); a box may reach past the crop when the object does. The head reads drop7's output,
+the input fc8 gets: the dropout regularizes its 4096·4·K weights as it does fc8's.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf.model.layers import PlacedDense
+
+BOX_LAYER = "bbox"
+FC7_UNITS = 4096
+BOX_COORDINATES = 4  # ymin, xmin, ymax, xmax
+# Fast R-CNN (Girshick, 2015, section 2.3) starts its box regressor from N(0, 0.001): ten times
+# smaller than the classifier's, so the first steps' boxes stay near the bias.
+BOX_INIT_STDDEV = 0.001
+# Every class starts by guessing the whole crop, the box that needs no features to be roughly
+# right: in ILSVRC most objects fill much of the image.
+WHOLE_CROP = (0.0, 0.0, 1.0, 1.0)
+
+
+def box_head(num_classes: int, device: str | None = None, seed: int | None = None) -> PlacedDense:
+    """The `bbox` layer: 4 numbers per class from the 4096-d fc7 (on `device`, like fc8)."""
+    return PlacedDense(
+        BOX_COORDINATES * num_classes,
+        activation=None,
+        kernel_initializer=keras.initializers.RandomNormal(0.0, BOX_INIT_STDDEV, seed=seed),
+        bias_initializer=keras.initializers.Constant(np.tile(WHOLE_CROP, num_classes)),
+        device=device,
+        name=BOX_LAYER,
+    )
+
+
+def box_head_parameters(num_classes: int) -> int:
+    """Weights and biases of the head: 4096·4·K + 4·K."""
+    return FC7_UNITS * BOX_COORDINATES * num_classes + BOX_COORDINATES * num_classes
+
+
+def has_box_head(model: keras.Model) -> bool:
+    """Whether `model` was built with `localization=True`."""
+    return any(layer.name == BOX_LAYER for layer in model.layers)
+
+
+def class_boxes(boxes: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    """The boxes the head predicts for the given classes.
+
+    Args:
+        boxes: the `bbox` output, [B, 4K] (or already [B, K, 4]).
+        classes: int [B] (one class per example) or [B, k] (for example the top-k guesses).
+
+    Returns:
+        float32 [B, 4] or [B, k, 4].
+    """
+    boxes = tf.convert_to_tensor(boxes)
+    boxes = tf.reshape(boxes, [tf.shape(boxes)[0], -1, BOX_COORDINATES])
+    classes = tf.cast(classes, tf.int32)
+    if classes.shape.rank == 1:
+        return tf.gather(boxes, classes[:, None], batch_dims=1)[:, 0]
+    return tf.gather(boxes, classes, batch_dims=1)

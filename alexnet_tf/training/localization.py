@@ -1,0 +1,87 @@
+"""The box loss of ILSVRC-2012 task 2 ("classification with localization") and its scoring.
+
+With `--localization` the network also regresses a box per class from fc7 (`model.box_head`).
+Training adds to the paper's cross-entropy
+
+    box_loss_weight · smooth_L1(box of the TRUE class − the example's ground-truth box)
+
+summed over the four coordinates (ymin, xmin, ymax, xmax, normalized to the 227×227 crop). Only
+the true class's box is trained: the other classes' boxes answer "where would a c be", which this
+image does not show. Examples without a box add exactly zero.
+
+Why smooth L1 and not L2: (1) an image with several objects of its class gets one of them as the
+target, and a box cut by the random crop reaches past it; L2 pulls hardest on exactly those
+ambiguous targets (its gradient grows with the error) and regresses towards their mean, a box
+between two objects, while smooth L1 pulls with a bounded force (Fast R-CNN, Girshick 2015,
+section 2.3: "less sensitive to outliers than the L2 loss ... prevent exploding gradients").
+(2) L2's gradient vanishes as a box closes in, so late in training the cross-entropy drowns it;
+smooth L1 keeps a constant pull down to `SMOOTH_L1_BETA`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf.data.boxes import patch_boxes_to_original
+from alexnet_tf.model.box_head import class_boxes
+from alexnet_tf.results.boxes import TOP_K, LocalizationCounter
+
+BOX_LOSS_WEIGHT = 1.0
+# Quadratic below a tenth of the crop (about 23 pixels of 227), linear above: a box within a few
+# pixels of its target is refined gently, a far or cut-off one is pulled with a bounded force.
+SMOOTH_L1_BETA = 0.1
+
+
+def smooth_l1(error: tf.Tensor, beta: float = SMOOTH_L1_BETA) -> tf.Tensor:
+    """0.5·x²/β where |x| < β, else |x| − 0.5·β (elementwise)."""
+    x = tf.abs(error)
+    return tf.where(x < beta, 0.5 * tf.square(x) / beta, x - 0.5 * beta)
+
+
+def box_loss(
+    boxes: tf.Tensor, labels: tf.Tensor, target: tf.Tensor, has_box: tf.Tensor
+) -> tf.Tensor:
+    """Per-example box loss of the true class's box, exactly 0 where `has_box` is False.
+
+    Args:
+        boxes: the `bbox` output, float [B, 4K].
+        labels: int [B], the true classes.
+        target: float32 [B, 4], the ground-truth box normalized to the crop (anything where
+            `has_box` is False: it is never read into the result).
+        has_box: bool [B].
+
+    Returns:
+        float32 [B].
+    """
+    predicted = tf.cast(class_boxes(boxes, labels), tf.float32)
+    # Boxless rows get a harmless target first: tf.where passes a zero gradient to the branch it
+    # does not take, but zero times the gradient of a NaN target would still be NaN.
+    target = tf.where(has_box[:, None], tf.cast(target, tf.float32), tf.zeros_like(predicted))
+    per_example = tf.reduce_sum(smooth_l1(predicted - target), axis=-1)
+    return tf.where(has_box, per_example, tf.zeros_like(per_example))
+
+
+def top_k_boxes(logits: tf.Tensor, boxes: tf.Tensor, k: int = TOP_K) -> tuple[tf.Tensor, tf.Tensor]:
+    """The k best classes [B, k] (ties: lower index first, as tf.math.top_k) and their boxes."""
+    k = min(k, int(logits.shape[-1]))
+    classes = tf.math.top_k(logits, k=k).indices
+    return classes, tf.cast(class_boxes(boxes, classes), tf.float32)
+
+
+def count_localizations(
+    counter: LocalizationCounter,
+    classes: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    mask: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_valid: np.ndarray,
+    geometry: np.ndarray,
+) -> None:
+    """Adds a centre-crop evaluation batch to `counter`, boxes mapped to the original image."""
+    b, k = classes.shape
+    per_guess = np.asarray(boxes, np.float32).reshape(b * k, 4)
+    original = patch_boxes_to_original(per_guess, np.repeat(geometry, k, axis=0), ten_patch=False)
+    original = np.asarray(original).reshape(b, k, 4)
+    counter.update(classes, original, labels, gt_boxes, gt_valid, mask)

@@ -1,0 +1,182 @@
+"""Localization (ILSVRC-2012 task 2): box head, loss, IoU rule, evaluation, figure, serving."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_tf.model import NUM_PARAMETERS, build_alexnet
+from alexnet_tf.model.box_head import BOX_LAYER, box_head_parameters, class_boxes, has_box_head
+from alexnet_tf.results import boxes as boxes_lib
+from alexnet_tf.results.evaluation import top_k_classes
+from alexnet_tf.training import localization as training_boxes
+
+# ---------------------------------------------------------------- IoU and the top-5 rule
+
+
+def test_iou_of_hand_made_boxes():
+    a = np.array([0, 0, 10, 10])
+    cases = [
+        ([0, 0, 10, 10], 1.0),  # the same box
+        ([0, 5, 10, 15], 50 / 150),  # half of each overlaps
+        ([0, 0, 10, 5], 0.5),  # inside, half the area
+        ([20, 20, 30, 30], 0.0),  # apart
+        ([10, 0, 20, 10], 0.0),  # touching edges
+        ([5, 5, 5, 9], 0.0),  # no area
+    ]
+    for box, expected in cases:
+        assert boxes_lib.iou(a, np.array(box)) == pytest.approx(expected)
+        assert boxes_lib.iou(np.array(box), a) == pytest.approx(expected)  # symmetric
+    # Broadcast: one box against several.
+    got = boxes_lib.iou(a, np.array([c[0] for c in cases]))
+    np.testing.assert_allclose(got, [c[1] for c in cases])
+
+
+def _rule(classes, boxes, label, gt, valid=None):
+    gt = np.array(gt, np.float32)[None]
+    valid = np.ones(gt.shape[:2], bool) if valid is None else np.array([valid])
+    return bool(
+        boxes_lib.localization_correct(
+            np.array([classes]), np.array([boxes], np.float32), np.array([label]), gt, valid
+        )[0]
+    )
+
+
+GOOD, HALF, BAD = [0, 0, 10, 10], [0, 0, 10, 5], [0, 5, 10, 15]
+
+
+def test_top5_rule_needs_class_and_box_in_the_same_guess():
+    gt = [GOOD]
+    assert _rule([4, 3, 7, 1, 0], [BAD, BAD, GOOD, BAD, BAD], 7, gt)  # third guess
+    # The right class with a box of IoU 1/3, and a perfect box on a wrong class: wrong.
+    assert not _rule([4, 3, 7, 1, 0], [GOOD, BAD, BAD, BAD, BAD], 7, gt)
+    assert not _rule([4, 3, 2, 1, 0], [GOOD] * 5, 7, gt)  # the class is not guessed
+
+
+def test_top5_rule_counts_an_iou_of_exactly_one_half():
+    assert _rule([7, 1, 2, 3, 4], [HALF, BAD, BAD, BAD, BAD], 7, [GOOD])
+
+
+def test_top5_rule_with_several_ground_truth_boxes():
+    gt = [[50, 50, 60, 60], GOOD, [0, 0, 0, 0]]
+    assert _rule([7, 1, 2, 3, 4], [GOOD] + [BAD] * 4, 7, gt, [True, True, False])
+    # The only matching box is padding: it does not count.
+    assert not _rule([7, 1, 2, 3, 4], [GOOD] + [BAD] * 4, 7, gt, [True, False, True])
+    # No ground-truth box at all: never correct.
+    assert not _rule([7, 1, 2, 3, 4], [GOOD] * 5, 7, gt, [False, False, False])
+
+
+def test_ties_in_probability_go_to_the_lower_class():
+    probabilities = np.full((1, 6), 1 / 6)  # six classes, all tied
+    top = top_k_classes(probabilities, 5)
+    np.testing.assert_array_equal(top, [[0, 1, 2, 3, 4]])
+    assert not _rule(top[0], [GOOD] * 5, 5, [GOOD])  # class 5 lost the tie
+    assert _rule(top[0], [GOOD] * 5, 4, [GOOD])
+
+
+def test_counter_skips_padding_and_images_without_boxes():
+    counter = boxes_lib.LocalizationCounter()
+    classes = np.array([[1, 2, 3, 4, 5]] * 4)
+    guesses = np.array([[GOOD] * 5, [BAD, GOOD, BAD, BAD, BAD], [GOOD] * 5, [GOOD] * 5], float)
+    labels = np.array([1, 2, 1, 1])
+    gt = np.array([[GOOD], [GOOD], [GOOD], [GOOD]], float)
+    valid = np.array([[True], [True], [False], [True]])
+    mask = np.array([True, True, True, False])  # row 3 is padding, row 2 has no box
+    counter.update(classes, guesses, labels, gt, valid, mask)
+    assert counter.count == 2
+    assert counter.errors() == pytest.approx(
+        {
+            "localization_error": 0.0,
+            # Row 1: its class is the second guess, so top-1 is wrong.
+            "localization_top1_error": 0.5,
+            # Top-1 boxes: GOOD (IoU 1) and BAD (IoU 1/3).
+            "mean_iou": (1 + 1 / 3) / 2,
+        }
+    )
+
+
+# ---------------------------------------------------------------- the head
+
+
+@pytest.fixture(scope="module")
+def head_model():
+    return build_alexnet(10, init="he", seed=0, localization=True)
+
+
+def test_head_parameters_and_names(head_model):
+    plain = build_alexnet(10, init="he", seed=0)
+    assert box_head_parameters(1000) == 4096 * 4 * 1000 + 4 * 1000 == 16_388_000
+    assert head_model.count_params() - plain.count_params() == box_head_parameters(10)
+    assert has_box_head(head_model) and not has_box_head(plain)
+    head = head_model.get_layer(BOX_LAYER)
+    assert head.kernel.shape == (4096, 40) and head.bias.shape == (40,)
+    # The same weights as the plain network, layer by layer: the head only adds.
+    for layer in plain.layers:
+        for w, v in zip(layer.get_weights(), head_model.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(w, v)
+    images = np.zeros((2, 227, 227, 3), np.float32)
+    out = head_model(images, training=False)
+    assert set(out) == {"predictions", BOX_LAYER}
+    assert out[BOX_LAYER].shape == (2, 40)
+
+
+def test_describe_counts_the_head():
+    proc = subprocess.run(
+        [sys.executable, "-m", "alexnet_tf.describe", "--localization"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "bbox   4096×4000" in proc.stdout
+    assert f"{NUM_PARAMETERS + 16_388_000:,}" == "77,353,224"
+    assert "77,353,224" in proc.stdout
+
+
+def test_checkpoint_without_head_loads_into_model_without_head(tmp_path):
+    plain = build_alexnet(10, init="he", seed=1)
+    prefix = tf.train.Checkpoint(model=plain).save(str(tmp_path / "ckpt"))
+    other = build_alexnet(10, init="he", seed=2)
+    tf.train.Checkpoint(model=other).restore(prefix).assert_consumed()
+    images = np.random.default_rng(0).normal(0, 1, (1, 227, 227, 3)).astype(np.float32)
+    np.testing.assert_allclose(other(images), plain(images), rtol=1e-5, atol=1e-7)
+
+
+def test_class_boxes_picks_each_examples_class():
+    flat = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 12)
+    expected = [[8, 9, 10, 11], [12, 13, 14, 15]]
+    np.testing.assert_array_equal(class_boxes(flat, np.array([2, 0])), expected)
+    got = class_boxes(flat, np.array([[1, 2], [0, 0]])).numpy()
+    assert got.shape == (2, 2, 4)
+    np.testing.assert_array_equal(got[0, 1], [8, 9, 10, 11])
+
+
+# ---------------------------------------------------------------- the loss
+
+
+def test_examples_without_a_box_add_exactly_zero():
+    rng = np.random.default_rng(0)
+    predicted = tf.Variable(rng.normal(0.5, 0.3, (3, 40)).astype(np.float32))
+    labels = tf.constant([3, 7, 1])
+    target = tf.constant([[0.1, 0.2, 0.8, 0.9], [np.nan, np.inf, 0, 0], [5, 5, 5, 5]], tf.float32)
+    has_box = tf.constant([True, False, False])
+    with tf.GradientTape() as tape:
+        per_example = training_boxes.box_loss(predicted, labels, target, has_box)
+        total = tf.reduce_sum(per_example)
+    grad = tape.gradient(total, predicted).numpy()
+    assert per_example.numpy()[1] == 0.0 and per_example.numpy()[2] == 0.0
+    assert per_example.numpy()[0] > 0
+    assert not grad[1:].any() and np.isfinite(grad).all()
+    # Only the true class's four numbers get a gradient.
+    assert np.flatnonzero(grad[0]).tolist() == [12, 13, 14, 15]
+
+
+def test_smooth_l1_is_quadratic_then_linear():
+    beta = training_boxes.SMOOTH_L1_BETA
+    x = tf.constant([0.0, beta / 2, -beta, 2.0])
+    np.testing.assert_allclose(
+        training_boxes.smooth_l1(x), [0.0, 0.5 * (beta / 2) ** 2 / beta, 0.5 * beta, 2 - beta / 2],
+        rtol=1e-6,
+    )  # fmt: skip
