@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -180,3 +181,126 @@ def test_smooth_l1_is_quadratic_then_linear():
         training_boxes.smooth_l1(x), [0.0, 0.5 * (beta / 2) ** 2 / beta, 0.5 * beta, 2 - beta / 2],
         rtol=1e-6,
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------- serving
+
+# Runs in a fresh interpreter with -I: no project code on the path.
+FRESH_SERVE = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import tensorflow as tf
+
+    export_dir, inputs, outputs = sys.argv[1:]
+    served = tf.saved_model.load(export_dir).signatures["serving_default"](
+        images=tf.constant(np.load(inputs))
+    )
+    np.savez(outputs, boxes=served["top_k_boxes"].numpy(), valid=served["valid"].numpy(),
+             indices=served["top_k_indices"].numpy())
+    assert not [m for m in sys.modules if m.startswith("alexnet_tf")], "project code was loaded"
+    """
+)
+
+
+def _scene(background, size, place):
+    """A real photograph (a crop of skimage's cat) pasted on a real background at `place`.
+
+    Returns the encoded PNG and the cat's box (ymin, xmin, ymax, xmax) in the image's pixels.
+    """
+    from skimage import data
+    from skimage.transform import resize
+
+    image = np.array(background)
+    cat = resize(data.chelsea()[40:260, 80:380], size, anti_aliasing=True)
+    y, x = place
+    image[y : y + size[0], x : x + size[1]] = np.round(cat * 255).astype(np.uint8)
+    encoded = tf.io.encode_png(image).numpy()
+    return encoded, np.array([y, x, y + size[0], x + size[1]], np.float32)
+
+
+def _crop_box(box, height, width):
+    """The box normalized to the served centre crop (the inverse of what serving undoes)."""
+    side = min(height, width)
+    y0, x0 = (height - side) // 2, (width - side) // 2
+    stored = (box - [y0, x0, y0, x0]) * 256 / side
+    return (stored - 14) / 227
+
+
+@pytest.fixture(scope="module")
+def boxed_source(tools_workdir):
+    """The tools workdir's network with a box head whose answers are set by hand: fc8 ranks the
+    classes 9, 8, …, 0 for every image, and the head's boxes are its biases (zero kernel)."""
+    from alexnet_tf.results.trained_models import CheckpointSource
+
+    source = CheckpointSource(tools_workdir)
+    model = build_alexnet(10, init="he", seed=0, localization=True)
+    for layer in source.model.layers:
+        model.get_layer(layer.name).set_weights(layer.get_weights())
+    fc8 = model.get_layer("fc8")
+    fc8.set_weights([np.zeros_like(fc8.kernel.numpy()), np.arange(10, dtype=np.float32)])
+    head = model.get_layer(BOX_LAYER)
+    head.kernel.assign(tf.zeros_like(head.kernel))
+    return model, source
+
+
+def _set_box(model, box):
+    """Class 9 (the top guess) answers `box`; every other class a box far away."""
+    bias = np.tile(np.array([2.0, 2.0, 3.0, 3.0], np.float32), 10)
+    bias[36:40] = box
+    model.get_layer(BOX_LAYER).bias.assign(bias)
+
+
+def test_served_boxes_land_on_the_object_in_the_sent_image(boxed_source, tmp_path):
+    from skimage import data
+    from skimage.transform import resize
+
+    from alexnet_tf.results import saved_model as exporting
+
+    model, source = boxed_source
+    module = exporting.ExportModule(model, source.normalizer, source.wnids, source.texts, top_k=3)
+    # A non-square photograph (400×600) and a 256×256 one, each with the cat somewhere.
+    wide, wide_box = _scene(data.coffee(), (120, 90), (210, 420))
+    square_bg = np.round(resize(data.astronaut(), (256, 256), anti_aliasing=True) * 255)
+    square, square_box = _scene(square_bg.astype(np.uint8), (70, 60), (30, 150))
+    for encoded, box, (h, w) in [(wide, wide_box, (400, 600)), (square, square_box, (256, 256))]:
+        _set_box(model, _crop_box(box, h, w))
+        served = module.serve(tf.constant([encoded, b"not an image"]))
+        assert served["top_k_boxes"].shape == (2, 3, 4)
+        np.testing.assert_array_equal(served["top_k_indices"][0], [9, 8, 7])
+        np.testing.assert_allclose(served["top_k_boxes"][0, 0], box, atol=1e-3)
+        assert not served["top_k_boxes"][1].numpy().any()  # not an image: zeros
+    # The same from the exported SavedModel, in a process without the project's code.
+    _set_box(model, _crop_box(wide_box, 400, 600))
+    export_dir = exporting.save(module, str(tmp_path / "boxes"))
+    np.save(tmp_path / "in.npy", np.array([wide, b"not an image"]))
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", FRESH_SERVE, export_dir, str(tmp_path / "in.npy"),
+         str(tmp_path / "out.npz")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    assert out["boxes"].dtype == np.float32 and out["boxes"].shape == (2, 3, 4)
+    np.testing.assert_allclose(out["boxes"][0, 0], wide_box, atol=1e-3)
+    np.testing.assert_array_equal(out["valid"], [True, False])
+
+
+def test_served_ten_patch_box_is_the_mean_of_the_patch_boxes(boxed_source):
+    from alexnet_tf.results import saved_model as exporting
+
+    model, source = boxed_source
+    module = exporting.ExportModule(
+        model, source.normalizer, source.wnids, source.texts, top_k=1, ten_patch=True
+    )
+    box = np.array([0.2, 0.1, 0.7, 0.5], np.float32)
+    _set_box(model, box)
+    encoded = tf.io.encode_png(np.zeros((300, 200, 3), np.uint8)).numpy()
+    served = module.serve(tf.constant([encoded]))["top_k_boxes"].numpy()[0, 0]
+    # Each patch says `box` in its own frame; the reflected ones mean its mirror image.
+    offsets = [(14, 14), (0, 0), (0, 29), (29, 0), (29, 29)]
+    mirror = np.array([box[0], 1 - box[3], box[2], 1 - box[1]])
+    stored = [b * 227 + [y, x, y, x] for b in (box, mirror) for y, x in offsets]
+    expected = np.mean(stored, axis=0) * 200 / 256 + [50, 0, 50, 0]
+    np.testing.assert_allclose(served, expected, atol=1e-3)
