@@ -10,7 +10,13 @@ import pytest
 import tensorflow as tf
 
 from alexnet_tf.model import NUM_PARAMETERS, build_alexnet
-from alexnet_tf.model.box_head import BOX_LAYER, box_head_parameters, class_boxes, has_box_head
+from alexnet_tf.model.box_head import (
+    BOX_LAYER,
+    box_head_parameters,
+    boxes_of_classes,
+    class_boxes,
+    has_box_head,
+)
 from alexnet_tf.results import boxes as boxes_lib
 from alexnet_tf.results.evaluation import top_k_classes
 from alexnet_tf.training import localization as training_boxes
@@ -154,6 +160,18 @@ def test_class_boxes_picks_each_examples_class():
     np.testing.assert_array_equal(got[0, 1], [8, 9, 10, 11])
 
 
+def test_training_computes_only_the_true_class_box(head_model):
+    head = head_model.get_layer(BOX_LAYER)
+    rng = np.random.default_rng(0)
+    head.bias.assign(rng.normal(0, 1, 40).astype(np.float32))
+    features = rng.normal(0, 1, (5, 4096)).astype(np.float32)
+    classes = np.array([3, 0, 9, 3, 5])
+    np.testing.assert_allclose(
+        boxes_of_classes(head, features, classes), class_boxes(head(features), classes),
+        rtol=1e-5, atol=1e-5,
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------- the loss
 
 
@@ -164,7 +182,7 @@ def test_examples_without_a_box_add_exactly_zero():
     target = tf.constant([[0.1, 0.2, 0.8, 0.9], [np.nan, np.inf, 0, 0], [5, 5, 5, 5]], tf.float32)
     has_box = tf.constant([True, False, False])
     with tf.GradientTape() as tape:
-        per_example = training_boxes.box_loss(predicted, labels, target, has_box)
+        per_example = training_boxes.box_loss(class_boxes(predicted, labels), target, has_box)
         total = tf.reduce_sum(per_example)
     grad = tape.gradient(total, predicted).numpy()
     assert per_example.numpy()[1] == 0.0 and per_example.numpy()[2] == 0.0

@@ -14,6 +14,8 @@ the input fc8 gets: the dropout regularizes its 4096·4·K weights as it does fc
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -69,3 +71,30 @@ def class_boxes(boxes: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
     if classes.shape.rank == 1:
         return tf.gather(boxes, classes[:, None], batch_dims=1)[:, 0]
     return tf.gather(boxes, classes, batch_dims=1)
+
+
+def boxes_of_classes(
+    head: keras.layers.Layer, features: tf.Tensor, classes: tf.Tensor
+) -> tf.Tensor:
+    """`class_boxes(head(features), classes)` computed for the given classes only.
+
+    Training needs one box per example, the true class's: this multiplies the features by those
+    4 columns of the kernel instead of all 4K, so at K=1000 the head's forward and backward cost
+    a fraction of a per cent of the step instead of about 2% (BUILD.md, "Box head").
+
+    Args:
+        head: the `bbox` layer.
+        features: [B, 4096], the head's input (drop7's output).
+        classes: int [B].
+
+    Returns:
+        float32 [B, 4].
+    """
+    device = getattr(head, "device_name", None)
+    with tf.device(device) if device else contextlib.nullcontext():
+        kernel = tf.reshape(head.kernel, [FC7_UNITS, -1, BOX_COORDINATES])  # 4096, K, 4
+        bias = tf.reshape(head.bias, [-1, BOX_COORDINATES])
+        classes = tf.cast(classes, tf.int32)
+        columns = tf.gather(kernel, classes, axis=1)  # 4096, B, 4
+        features = tf.cast(features, columns.dtype)
+        return tf.einsum("bi,ibj->bj", features, columns) + tf.gather(bias, classes)

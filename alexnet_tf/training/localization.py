@@ -39,22 +39,20 @@ def smooth_l1(error: tf.Tensor, beta: float = SMOOTH_L1_BETA) -> tf.Tensor:
     return tf.where(x < beta, 0.5 * tf.square(x) / beta, x - 0.5 * beta)
 
 
-def box_loss(
-    boxes: tf.Tensor, labels: tf.Tensor, target: tf.Tensor, has_box: tf.Tensor
-) -> tf.Tensor:
-    """Per-example box loss of the true class's box, exactly 0 where `has_box` is False.
+def box_loss(predicted: tf.Tensor, target: tf.Tensor, has_box: tf.Tensor) -> tf.Tensor:
+    """Per-example box loss, exactly 0 where `has_box` is False.
 
     Args:
-        boxes: the `bbox` output, float [B, 4K].
-        labels: int [B], the true classes.
+        predicted: float [B, 4], the box the head gives the TRUE class
+            (`box_head.boxes_of_classes(head, features, labels)`).
         target: float32 [B, 4], the ground-truth box normalized to the crop (anything where
-            `has_box` is False: it is never read into the result).
+            `has_box` is False: it never reaches the result or the gradient).
         has_box: bool [B].
 
     Returns:
-        float32 [B].
+        float32 [B]: smooth L1 summed over the four coordinates.
     """
-    predicted = tf.cast(class_boxes(boxes, labels), tf.float32)
+    predicted = tf.cast(predicted, tf.float32)
     # Boxless rows get a harmless target first: tf.where passes a zero gradient to the branch it
     # does not take, but zero times the gradient of a NaN target would still be NaN.
     target = tf.where(has_box[:, None], tf.cast(target, tf.float32), tf.zeros_like(predicted))
