@@ -48,7 +48,7 @@ def layer_table(model: keras.Model) -> list[dict]:
         )
     if has_box_head(model):
         head = model.get_layer(BOX_LAYER)
-        units = head.kernel.shape[-1]
+        units = head.kernel.shape[0] * head.kernel.shape[-1]
         rows.append(
             {
                 "layer": BOX_LAYER,

@@ -6,9 +6,10 @@ alexnet_tf/training (forward, backward, weight decay, SGD-momentum update) at `-
 * `plain`: the 2012 network;
 * `boxes`: the same network with the `bbox` head and the smooth-L1 loss of the true class's box
   (the head computes only the 4 columns of the true class: `box_head.boxes_of_classes`);
-* `head_only`: the head's own part of a step on fixed fc7 features (its 4 columns, the loss, the
-  weight decay of its 16.4 M weights, their SGD update): the cost the head adds, measured alone
-  so that it is not lost in the step's noise on a shared machine.
+* `head_only`: the head's own part of a step on fixed fc7 features (the true class's 4096×4
+  slice, the loss, the SGD-momentum update of its 16.4 M weights; no weight decay, as in
+  training): the cost the head adds, measured alone so that it is not lost in the step's noise
+  on a shared machine.
 
 It prints one JSON line: the seconds (wall and CPU) of each, and the ratios
 `boxes / plain - 1` and `head_only / plain`.
@@ -39,6 +40,7 @@ from photos import real_images  # noqa: E402  (benchmarks/photos.py)
 from alexnet_tf.model import IMAGE_SIZE, build_alexnet, endpoints_model  # noqa: E402
 from alexnet_tf.model.box_head import BOX_LAYER, boxes_of_classes  # noqa: E402
 from alexnet_tf.training import localization, optimizer  # noqa: E402
+from alexnet_tf.training.localization import decayed_without_head  # noqa: E402
 
 flags.DEFINE_integer("batch_size", 128, "Images per training step (section 5: 128).")
 flags.DEFINE_integer("num_classes", 1000, "Classes of the softmax (and boxes of the head).")
@@ -53,7 +55,7 @@ def make_step(num_classes: int, localize: bool):
     endpoints = endpoints_model(model, outputs)
     sgd = optimizer.make_sgd(0.01)
     sgd.build(model.trainable_variables)
-    decayed = optimizer.decayed_weights(model)
+    decayed = decayed_without_head(model)
     head = model.get_layer(BOX_LAYER) if localize else None
 
     @tf.function
@@ -73,7 +75,7 @@ def make_step(num_classes: int, localize: bool):
 
 
 def make_head_only(head):
-    """The head's part of a step: its 4 columns, the loss, weight decay and update."""
+    """The head's part of a step: the true class's slice, the loss and the update."""
     sgd = optimizer.make_sgd(0.01)
     variables = [head.kernel, head.bias]
     sgd.build(variables)
@@ -83,7 +85,6 @@ def make_head_only(head):
         with tf.GradientTape() as tape:
             predicted = boxes_of_classes(head, features, labels)
             loss = tf.reduce_mean(localization.box_loss(predicted, boxes, has_box))
-            loss += optimizer.l2_penalty([head.kernel])
         sgd.apply(tape.gradient(loss, variables), variables)
         return loss
 

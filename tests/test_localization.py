@@ -119,7 +119,7 @@ def test_head_parameters_and_names(head_model):
     assert head_model.count_params() - plain.count_params() == box_head_parameters(10)
     assert has_box_head(head_model) and not has_box_head(plain)
     head = head_model.get_layer(BOX_LAYER)
-    assert head.kernel.shape == (4096, 40) and head.bias.shape == (40,)
+    assert head.kernel.shape == (10, 4096, 4) and head.bias.shape == (10, 4)
     # The same weights as the plain network, layer by layer: the head only adds.
     for layer in plain.layers:
         for w, v in zip(layer.get_weights(), head_model.get_layer(layer.name).get_weights()):
@@ -137,7 +137,7 @@ def test_describe_counts_the_head():
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "bbox   4096×4000" in proc.stdout
+    assert "bbox   1000×4096×4" in proc.stdout
     assert f"{NUM_PARAMETERS + 16_388_000:,}" == "77,353,224"
     assert "77,353,224" in proc.stdout
 
@@ -163,7 +163,7 @@ def test_class_boxes_picks_each_examples_class():
 def test_training_computes_only_the_true_class_box(head_model):
     head = head_model.get_layer(BOX_LAYER)
     rng = np.random.default_rng(0)
-    head.bias.assign(rng.normal(0, 1, 40).astype(np.float32))
+    head.bias.assign(rng.normal(0, 1, (10, 4)).astype(np.float32))
     features = rng.normal(0, 1, (5, 4096)).astype(np.float32)
     classes = np.array([3, 0, 9, 3, 5])
     np.testing.assert_allclose(
@@ -264,8 +264,8 @@ def boxed_source(tools_workdir):
 
 def _set_box(model, box):
     """Class 9 (the top guess) answers `box`; every other class a box far away."""
-    bias = np.tile(np.array([2.0, 2.0, 3.0, 3.0], np.float32), 10)
-    bias[36:40] = box
+    bias = np.tile(np.array([2.0, 2.0, 3.0, 3.0], np.float32), (10, 1))
+    bias[9] = box
     model.get_layer(BOX_LAYER).bias.assign(bias)
 
 

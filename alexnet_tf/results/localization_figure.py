@@ -117,10 +117,14 @@ def write_localizations(
     """
     from alexnet_tf.data.input_pipeline import input_errors, make_eval_dataset
     from alexnet_tf.data.manifest import load_manifest
-    from alexnet_tf.results.trained_models import load_source, resolve_data_dir
+    from alexnet_tf.results.trained_models import load_source, resolve_data_dir, training_workdir
+    from alexnet_tf.training.checkpoints import read_model_config
 
     if num_images <= 0:
         return None
+    workdir = training_workdir(checkpoint)
+    if workdir is not None and not read_model_config(workdir).get("model", {}).get("localization"):
+        return None  # a run without the box head: known without loading its weights
     manifest = load_manifest(resolve_data_dir(checkpoint, data_dir))
     source = load_source(checkpoint, manifest)
     if not source.has_boxes:

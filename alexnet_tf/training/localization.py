@@ -16,21 +16,33 @@ between two objects, while smooth L1 pulls with a bounded force (Fast R-CNN, Gir
 section 2.3: "less sensitive to outliers than the L2 loss ... prevent exploding gradients").
 (2) L2's gradient vanishes as a box closes in, so late in training the cross-entropy drowns it;
 smooth L1 keeps a constant pull down to `SMOOTH_L1_BETA`.
+
+Weight decay (section 5) stays on the paper's layers and leaves the head out: decaying its
+4096·4·K weights touches all 16.4 M of them every step (K=1000), which alone cost 1.5-2% of the
+step in benchmarks/box_head.py, while the loss reads only the true class's 4096×4 slice. The head
+is regularized by the dropout on its input (drop7).
 """
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from alexnet_tf.data.boxes import patch_boxes_to_original
-from alexnet_tf.model.box_head import class_boxes
+from alexnet_tf.model.box_head import BOX_LAYER, class_boxes
 from alexnet_tf.results.boxes import TOP_K, LocalizationCounter
+from alexnet_tf.training import optimizer
 
 BOX_LOSS_WEIGHT = 1.0
 # Quadratic below a tenth of the crop (about 23 pixels of 227), linear above: a box within a few
 # pixels of its target is refined gently, a far or cut-off one is pulled with a bounded force.
 SMOOTH_L1_BETA = 0.1
+
+
+def decayed_without_head(model: keras.Model) -> list:
+    """The weights section 5's decay applies to: every kernel but the box head's."""
+    return [v for v in optimizer.decayed_weights(model) if not v.path.startswith(f"{BOX_LAYER}/")]
 
 
 def smooth_l1(error: tf.Tensor, beta: float = SMOOTH_L1_BETA) -> tf.Tensor:
