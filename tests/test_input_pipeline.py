@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from alexnet_tf.data import crops
 from alexnet_tf.data import input_pipeline as ip
 from alexnet_tf.data.augment import IMAGENET_EIGENVALUES, IMAGENET_EIGENVECTORS, make_normalizer
 from alexnet_tf.data.manifest import load_manifest, write_manifest
@@ -194,7 +195,7 @@ def test_ten_patches_equal_a_numpy_reference(data):
 def test_original_size_images_are_resized_on_the_shorter_side_then_cropped(data):
     photo = data["photos"][0]  # 427×640
     encoded = _jpeg(photo)
-    stored = ip._stored_image(tf.constant(encoded)).numpy()
+    stored = crops.stored_image_from_jpeg(tf.constant(encoded)).numpy()
     np.testing.assert_array_equal(stored, _square256(_decoded(encoded)))
     patches = ip.eval_crops(tf.constant(encoded), ten_patch=True).numpy()
     np.testing.assert_array_equal(patches[4], stored[29:, 29:])

@@ -38,10 +38,13 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf.data import boxes as boxes_lib
+from alexnet_tf.data.crops import STORED_SIZE
 from alexnet_tf.data.manifest import Manifest
+from alexnet_tf.data.shard_checks import InputError
 from alexnet_tf.model import IMAGE_SIZE
 
-STORED_SIZE = 256  # section 2: shorter side rescaled to 256, central 256×256 patch
+__all__ = ["STORED_SIZE", "Normalizer", "make_normalizer", "reflection_mask"]
 PCA_STD = 0.1  # section 4.1: "standard deviation 0.1"
 MEAN_KINDS = ("image", "channel", "none")
 
@@ -106,15 +109,24 @@ class Normalizer(tf.Module):
     @staticmethod
     def reflect(images: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
         """Each image of `[..., H, W, C]` mirrored left-right with probability 1/2."""
-        batch_shape = tf.shape(images)[:-3]
-        if seed is None:
-            u = tf.random.uniform(batch_shape)
-        else:  # a stream of its own, not the lighting noise's
-            u = tf.random.stateless_uniform(
-                batch_shape, tf.random.experimental.stateless_fold_in(seed, 1)
-            )
-        mirrored = (u < 0.5)[..., tf.newaxis, tf.newaxis, tf.newaxis]
+        mirrored = reflection_mask(tf.shape(images)[:-3], seed)[
+            ..., tf.newaxis, tf.newaxis, tf.newaxis
+        ]
         return tf.where(mirrored, tf.reverse(images, axis=[-2]), images)
+
+    @staticmethod
+    def reflect_boxes(boxes: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """Normalized boxes `[..., 4]` mirrored exactly where `reflect(images, seed)` mirrors
+        the images `[..., H, W, C]` of the same batch shape and seed.
+
+        Raises:
+            ValueError: without a seed (the images' draw could not be repeated).
+        """
+        if seed is None:
+            raise ValueError("reflect_boxes needs the seed that reflect(images, seed) used")
+        mirrored = reflection_mask(tf.shape(boxes)[:-1], seed)[..., tf.newaxis]
+        boxes = tf.convert_to_tensor(boxes, tf.float32)
+        return tf.where(mirrored, boxes_lib.reflect(boxes), boxes)
 
     def lighting_noise(self, batch_shape: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
         """One RGB offset per image, `[*batch_shape, 3]`, on the 0-255 scale (see module doc)."""
@@ -135,6 +147,16 @@ class Normalizer(tf.Module):
     def from_config(cls, manifest: Manifest | None, config: dict) -> Normalizer:
         """Rebuilds the normalizer of a training run from its manifest and `get_config()`."""
         return make_normalizer(manifest, **config)
+
+
+def reflection_mask(batch_shape: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
+    """Which examples of a batch are mirrored, bool `batch_shape`: each with probability 1/2,
+    a pure function of `seed` when given (else TensorFlow's global generator)."""
+    if seed is None:
+        return tf.random.uniform(batch_shape) < 0.5
+    # A stream of its own, not the lighting noise's.
+    fold = tf.random.experimental.stateless_fold_in(seed, 1)
+    return tf.random.stateless_uniform(batch_shape, fold) < 0.5
 
 
 def make_normalizer(
@@ -158,8 +180,6 @@ def make_normalizer(
         ValueError: an unknown `mean` or a negative `pca_std`.
         InputError: the statistics that `mean` needs are not in the manifest.
     """
-    from alexnet_tf.data.input_pipeline import InputError  # the module that defines the error
-
     if mean not in MEAN_KINDS:
         raise ValueError(f"mean must be one of {MEAN_KINDS}; got {mean!r}")
     if pca_std < 0:

@@ -38,37 +38,10 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from alexnet_tf.data.augment import STORED_SIZE
-from alexnet_tf.data.input_pipeline import TEN_PATCHES
+from alexnet_tf.data.crops import patches as crops_of  # the evaluation's own crops
+from alexnet_tf.data.crops import stored_image
 from alexnet_tf.model import IMAGE_SIZE, TOWERS, endpoints_model
 from alexnet_tf.model.box_head import BOX_LAYER, class_boxes, has_box_head
-
-
-def stored_image(image: tf.Tensor) -> tf.Tensor:
-    """Section 2: the central square of a decoded image, resized to 256×256 if it is not.
-
-    The same operations as `input_pipeline`'s evaluation input (which works on JPEG bytes only):
-    crop the central square, then resize with antialiasing, round and clip.
-    """
-    shape = tf.shape(image)
-    side = tf.minimum(shape[0], shape[1])
-    y, x = (shape[0] - side) // 2, (shape[1] - side) // 2
-    square = image[y : y + side, x : x + side]
-
-    def resize():
-        resized = tf.image.resize(square, [STORED_SIZE, STORED_SIZE], antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
-    image = tf.cond(side == STORED_SIZE, lambda: square, resize)
-    return tf.ensure_shape(image, [STORED_SIZE, STORED_SIZE, 3])
-
-
-def crops_of(image: tf.Tensor, ten_patch: bool) -> tf.Tensor:
-    """[P, 227, 227, 3]: the centre patch (P=1), or the ten patches of section 4.1 in the order
-    of `input_pipeline.TEN_PATCHES` followed by their reflections (P=10)."""
-    offsets = TEN_PATCHES if ten_patch else TEN_PATCHES[:1]  # TEN_PATCHES[0] is the centre
-    patches = tf.stack([image[y : y + IMAGE_SIZE, x : x + IMAGE_SIZE] for y, x in offsets])
-    return tf.concat([patches, tf.reverse(patches, axis=[2])], axis=0) if ten_patch else patches
 
 
 class ExportModule(tf.Module):
