@@ -38,8 +38,9 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from alexnet_tf.data.boxes import patch_boxes_to_original
+from alexnet_tf.data.crops import central_square, stored_image
 from alexnet_tf.data.crops import patches as crops_of  # the evaluation's own crops
-from alexnet_tf.data.crops import stored_image
 from alexnet_tf.model import IMAGE_SIZE, TOWERS, endpoints_model
 from alexnet_tf.model.box_head import BOX_LAYER, class_boxes, has_box_head
 
@@ -140,31 +141,28 @@ class ExportModule(tf.Module):
             ten_patch: the P=10 patches are TEN_PATCHES then their reflections.
 
         Returns:
-            float32 [n, k, 4]: the patch boxes moved into the 256×256 stored image (reflected
-            patches' boxes mirrored back), averaged over the patches, then scaled and shifted
-            from the stored image to the central square of the input it was resized from.
+            float32 [n, k, 4]: each patch's box mapped back through the evaluation's own
+            geometry (`data.boxes.patch_boxes_to_original`: reflections un-reflected, the patch
+            placed in the 256×256 image, that image in the input's central square), then the
+            mean over the patches.
         """
-        patches = 10 if ten_patch else 1
+        patches, k = (10 if ten_patch else 1), tf.shape(classes)[1]
         chosen = class_boxes(
             tf.reshape(boxes, [-1, boxes.shape[-1]]), tf.repeat(classes, patches, axis=0)
-        )
-        chosen = tf.reshape(chosen, [-1, patches, tf.shape(classes)[1], 4])  # n, P, k, 4
-        offsets = TEN_PATCHES if ten_patch else TEN_PATCHES[:1]
-        corners = [[y, x, y, x] for y, x in offsets]
-        if ten_patch:
-            plain, mirrored = chosen[:, :5], chosen[:, 5:]
-            ymin, xmin, ymax, xmax = tf.unstack(mirrored, axis=-1)
-            mirrored = tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
-            chosen = tf.concat([plain, mirrored], axis=1)
-            corners = corners + corners
-        stored = chosen * IMAGE_SIZE + tf.constant(corners, tf.float32)[None, :, None, :]
-        stored = tf.reduce_mean(stored, axis=1)  # n, k, 4: in the 256×256 image's pixels
+        )  # n·P, k, 4
+        chosen = tf.transpose(tf.reshape(chosen, [-1, patches, k, 4]), [0, 2, 1, 3])
+        chosen = tf.reshape(chosen, [-1, patches, 4])  # n·k, P, 4
+        # The geometry make_eval_dataset gives a record, here of the decoded input: the frame
+        # (the central square that became the 256×256 image) and the input's size.
         height, width = sizes[:, 0], sizes[:, 1]
-        side = tf.minimum(height, width)
-        y, x = (height - side) // 2, (width - side) // 2  # as stored_image cuts the square
-        shift = tf.cast(tf.stack([y, x, y, x], axis=-1), tf.float32)[:, None, :]
-        scale = tf.cast(side, tf.float32)[:, None, None] / STORED_SIZE
-        return stored * scale + shift
+        y, x, side = central_square(height, width)
+        geometry = tf.cast(tf.stack([y, x, y + side, x + side, height, width], -1), tf.float32)
+        geometry = tf.repeat(geometry, k, axis=0)
+        if ten_patch:
+            mapped = tf.reduce_mean(patch_boxes_to_original(chosen, geometry, True), axis=1)
+        else:
+            mapped = patch_boxes_to_original(chosen[:, 0], geometry, False)
+        return tf.reshape(mapped, [-1, k, 4])
 
     def _top_k(self, probabilities: tf.Tensor, valid: tf.Tensor) -> dict[str, tf.Tensor]:
         probabilities = tf.where(valid[:, None], probabilities, tf.zeros_like(probabilities))
