@@ -70,12 +70,16 @@ def _write(path, data):
         f.write(data)
 
 
-def _voc_xml(width, height, box):
-    xmin, ymin, xmax, ymax = box
+def _voc_xml(width, height, *objects):
+    """An ILSVRC annotation: objects are (wnid, (xmin, ymin, xmax, ymax)) in pixels."""
+    body = "".join(
+        f"<object><name>{wnid}</name><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+        f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
+        for wnid, (xmin, ymin, xmax, ymax) in objects
+    )
     return (
-        f"<annotation><size><width>{width}</width><height>{height}</height></size><object>"
-        f"<name>x</name><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
-        f"<ymax>{ymax}</ymax></bndbox></object></annotation>"
+        f"<annotation><size><width>{width}</width><height>{height}</height><depth>3</depth>"
+        f"</size>{body}</annotation>"
     ).encode()
 
 
@@ -116,11 +120,27 @@ def tree(tmp_path_factory):
     _write(labels, "".join(f"{wnid}\n" for _, wnid in VAL).encode())
     bbox = os.path.join(root, "Annotation")
     # china is 640×427: a box on the left half, partly outside the central 427×427 crop.
-    _write(os.path.join(bbox, TENCH, f"{TENCH}_china.xml"), _voc_xml(640, 427, (0, 100, 320, 300)))
+    _write(
+        os.path.join(bbox, TENCH, f"{TENCH}_china.xml"),
+        _voc_xml(640, 427, (TENCH, (0, 100, 320, 300))),
+    )
     _write(
         os.path.join(bbox, "val", "ILSVRC2012_val_00000001.xml"),
-        _voc_xml(451, 300, (50, 20, 400, 280)),
+        _voc_xml(451, 300, (TABBY, (50, 20, 400, 280))),
     )
+    # Bad annotations: each bad box is skipped and named, the image and its good box kept.
+    _write(
+        os.path.join(bbox, TENCH, f"{TENCH}_flower.xml"),
+        _voc_xml(
+            640,
+            427,
+            (TENCH, (200, 100, 400, 300)),  # good
+            (TABBY, (10, 10, 100, 100)),  # another class
+            (TENCH, (500, 10, 700, 100)),  # past the right edge
+            (TENCH, (300, 50, 300, 90)),  # xmin == xmax
+        ),
+    )
+    _write(os.path.join(bbox, TENCH, f"{TENCH}_rocket.xml"), b"<annotation><size><wid")
     return {
         "root": root,
         "train": train,
@@ -241,8 +261,49 @@ def test_bounding_boxes_follow_the_central_crop(converted):
     np.testing.assert_allclose(china["image/object/bbox/ymin"], [100 / 427], atol=1e-5)
     np.testing.assert_allclose(china["image/object/bbox/ymax"], [300 / 427], atol=1e-5)
     assert china["image/object/bbox/label"] == [0]
-    others = [r for r in records if r is not china]
+    # What maps back to the original 640×427 image: its size, the central crop, the whole box.
+    assert china["image/original/height"] == [427] and china["image/original/width"] == [640]
+    np.testing.assert_allclose(china["image/original/crop"], [0, 106.5, 427, 533.5], atol=1e-4)
+    for key, value in zip(("ymin", "xmin", "ymax", "xmax"), (100, 0, 300, 320), strict=True):
+        np.testing.assert_allclose(china[f"image/original/bbox/{key}"], [value], atol=1e-3)
+    others = [
+        r
+        for r in records
+        if r is not china and r["image/filename"] != [b"%s_flower.JPEG" % TENCH.encode()]
+    ]
     assert all(r.get("image/object/bbox/xmin", []) == [] for r in others)
+    assert all(r.get("image/original/bbox/xmin", []) == [] for r in others)
+
+
+def test_bad_boxes_are_skipped_named_and_counted(converted):
+    output, result = converted
+    manifest = load_manifest(output).raw
+    by_reason = {b["reason"]: b for b in result.bad_boxes}
+    assert sorted(by_reason) == ["empty", "other_class", "outside_image", "unparsable"]
+    assert len(result.bad_boxes) == 4 and manifest["bad_boxes"] == result.bad_boxes
+    for bad in result.bad_boxes:
+        stem = "rocket" if bad["reason"] == "unparsable" else "flower"
+        assert bad["file"].endswith(f"{TENCH}_{stem}.xml") and bad["split"] == "train"
+        assert bad["image"].endswith(f"{TENCH}_{stem}.JPEG") and bad["detail"]
+    assert TABBY in by_reason["other_class"]["detail"]
+    # The images are kept; the flower keeps its one good box.
+    records = read_records(load_manifest(output).split("train").files)
+    names = {r["image/filename"][0].decode(): r for r in records}
+    assert (
+        f"{TENCH}_rocket.JPEG" in names
+        and names[f"{TENCH}_rocket.JPEG"].get("image/original/bbox/xmin", []) == []
+    )
+    flower = names[f"{TENCH}_flower.JPEG"]
+    np.testing.assert_allclose(flower["image/original/bbox/xmin"], [200], atol=1e-3)
+    assert len(flower["image/object/bbox/xmin"]) == 1
+    train, val = manifest["splits"]["train"]["boxes"], manifest["splits"]["validation"]["boxes"]
+    assert train == {
+        "images_with_boxes": 2,
+        "boxes_kept": 2,
+        "boxes_skipped": {"unparsable": 1, "outside_image": 1, "empty": 1, "other_class": 1},
+    }
+    assert val["images_with_boxes"] == 1 and val["boxes_kept"] == 1
+    assert sum(val["boxes_skipped"].values()) == 0
 
 
 def test_statistics_match_the_records(converted):

@@ -188,19 +188,58 @@ def test_labels_file_must_cover_every_folder(tmp_path):
         sources.find_classes(str(tmp_path / "train"), str(labels))
 
 
-def test_bounding_box_xml_is_normalised_and_clipped(tmp_path):
-    path = tmp_path / "a.xml"
-    path.write_text(
-        "<annotation><size><width>200</width><height>100</height></size>"
-        "<object><bndbox><xmin>150</xmin><ymin>-5</ymin><xmax>50</xmax><ymax>50</ymax>"
-        "</bndbox></object></annotation>"
+def _annotation(tmp_path, objects, size="<width>200</width><height>100</height>"):
+    path = tmp_path / "n01_1.xml"
+    body = "".join(
+        f"<object><name>{name}</name><bndbox>{box}</bndbox></object>" for name, box in objects
     )
-    assert sources.read_bboxes(str(path)) == [(0.25, 0.0, 0.75, 0.5)]
+    path.write_text(f"<annotation><size>{size}</size>{body}</annotation>")
+    return str(path)
+
+
+def _bndbox(xmin, ymin, xmax, ymax):
+    return f"<xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax>"
+
+
+def test_bounding_box_xml_is_normalised_by_its_stated_size(tmp_path):
+    path = _annotation(
+        tmp_path, [("n01", _bndbox(50, 0, 150, 50)), ("n01", _bndbox(0, 0, 200, 100))]
+    )
+    assert sources.read_bboxes(path, "n01") == ([(0.25, 0.0, 0.75, 0.5), (0.0, 0.0, 1.0, 1.0)], [])
     # A box half outside a central crop keeps its inside part.
     assert records.crop_bboxes([(0.0, 0.2, 0.5, 0.6)], (0.25, 0.0, 0.5, 1.0)) == [
         (0.0, 0.2, 0.5, 0.6)
     ]
     assert records.crop_bboxes([(0.0, 0.0, 0.2, 1.0)], (0.25, 0.0, 0.5, 1.0)) == []
+
+
+@pytest.mark.parametrize(
+    "objects, size, reason, words",
+    [
+        ([("n01", _bndbox(150, 5, 50, 50))], None, "empty", "no area"),  # xmin > xmax
+        ([("n01", _bndbox(10, 50, 60, 50))], None, "empty", "no area"),  # ymin == ymax
+        ([("n01", _bndbox(150, -5, 180, 50))], None, "outside_image", "outside"),
+        ([("n01", _bndbox(150, 5, 201, 50))], None, "outside_image", "200x100"),
+        ([("n02", _bndbox(10, 10, 20, 20))], None, "other_class", "'n02'"),
+        ([("n01", "<xmin>1</xmin>")], None, "unparsable", "coordinate"),
+        ([("n01", _bndbox(1, 1, 2, 2))], "<width>0</width>", "unparsable", "size"),
+    ],
+)
+def test_bad_boxes_are_skipped_with_the_reason(tmp_path, objects, size, reason, words):
+    good = ("n01", _bndbox(0, 0, 100, 100))
+    path = _annotation(tmp_path, [good, *objects], *([size] if size else []))
+    boxes, problems = sources.read_bboxes(path, "n01")
+    assert boxes == ([] if size else [(0.0, 0.0, 0.5, 1.0)])
+    assert [p["reason"] for p in problems] == [reason]
+    assert problems[0]["file"] == path and words in problems[0]["detail"]
+
+
+def test_unparsable_xml_is_one_problem_naming_it(tmp_path):
+    path = tmp_path / "broken.xml"
+    path.write_text("<annotation><size><width>3")
+    boxes, problems = sources.read_bboxes(str(path), "n01")
+    assert boxes == [] and len(problems) == 1
+    assert problems[0]["reason"] == "unparsable" and problems[0]["file"] == str(path)
 
 
 @pytest.mark.parametrize(
@@ -251,7 +290,14 @@ def test_examples_are_byte_identical_to_tensorflows(bboxes):
         synset="n15075141",
         text="toilet tissue, café",
     )
-    ours = records.to_example(**fields, bboxes=bboxes)
+    whole = [(y0 * 500, x0 * 400, y1 * 500, x1 * 400) for x0, y0, x1, y1 in bboxes]
+    ours = records.to_example(
+        **fields,
+        bboxes=bboxes,
+        original_size=(500, 400),
+        original_crop=(50.0, 0.0, 450.0, 400.0),
+        original_bboxes=whole,
+    )
 
     def feature(kind, values):
         lists = {"b": tf.train.BytesList, "f": tf.train.FloatList, "i": tf.train.Int64List}
@@ -277,6 +323,13 @@ def test_examples_are_byte_identical_to_tensorflows(bboxes):
                 "image/object/bbox/xmax": feature("f", columns[2]),
                 "image/object/bbox/ymax": feature("f", columns[3]),
                 "image/object/bbox/label": feature("i", [999] * len(bboxes)),
+                "image/original/height": feature("i", [500]),
+                "image/original/width": feature("i", [400]),
+                "image/original/crop": feature("f", [50.0, 0.0, 450.0, 400.0]),
+                **{
+                    f"image/original/bbox/{k}": feature("f", [b[i] for b in whole])
+                    for i, k in enumerate(("ymin", "xmin", "ymax", "xmax"))
+                },
             }
         )
     )

@@ -88,9 +88,12 @@ def main(argv: list[str]) -> int:
     for kind, entries in (("skipped", result.skipped), ("repaired", result.repaired)):
         for entry in entries:
             print(f"{kind}: {entry['file']}: {entry['reason']}", file=sys.stderr)
+    for bad in result.bad_boxes:
+        print(f"box skipped: {bad['file']} ({bad['image']}): {bad['detail']}", file=sys.stderr)
     print(
         f"{result.num_examples} records; {len(result.skipped)} skipped, {len(result.repaired)} "
-        f"repaired; {result.shards_written} shards written, {result.shards_reused} kept",
+        f"repaired, {len(result.bad_boxes)} boxes skipped; {result.shards_written} shards "
+        f"written, {result.shards_reused} kept",
         file=sys.stderr,
     )
     if not result.complete:

@@ -4,6 +4,11 @@ The plan: find the classes and every image with its label, shuffle each split wi
 cut it into contiguous shards, write the shards in parallel (`shards.py`), then merge the
 per-shard statistic sums and write the manifest that `alexnet_tf.data.manifest` reads.
 
+With `bbox_dir`, each split's manifest entry counts its boxes (localization):
+`"boxes": {"images_with_boxes": n, "boxes_kept": n, "boxes_skipped": {reason: n}}` with the
+reasons of `sources.BOX_PROBLEMS`, and the top-level `"bad_boxes"` lists every skipped box
+({"split", "image", "file" (the XML), "reason", "detail"}).
+
     python tools/build_imagenet_tfrecords.py --train_dir=... --val_dir=... --val_labels=... \
         --output_dir=...
 """
@@ -41,6 +46,7 @@ class ConvertResult:
     shards_written: int
     shards_reused: int
     errors: list[str]
+    bad_boxes: list[dict] = dataclasses.field(default_factory=list)
 
 
 def _check_options(
@@ -234,12 +240,20 @@ def _finish(results, tasks, output_dir, synsets, texts, label_offset, options) -
         ({**s, "split": split_of[r.file]} for r in results for s in r.repaired),
         key=lambda s: s["file"],
     )
+    bad_boxes = sorted(
+        ({**b, "split": split_of[r.file]} for r in results for b in r.bad_boxes),
+        key=lambda b: (b["image"], b["file"]),
+    )
     splits = {}
     for task in tasks:
         split = task.file.split("-", 1)[0]
         result = by_file[task.file]
-        entry = splits.setdefault(split, {"num_examples": 0, "shards": []})
+        entry = splits.setdefault(split, {"num_examples": 0, "shards": [], "boxes": _no_boxes()})
         entry["num_examples"] += result.num_records
+        entry["boxes"]["images_with_boxes"] += result.boxes["images"]
+        entry["boxes"]["boxes_kept"] += result.boxes["kept"]
+        for bad in result.bad_boxes:
+            entry["boxes"]["boxes_skipped"][bad["reason"]] += 1
         entry["shards"].append(
             {"file": task.file, "num_records": result.num_records, "sha256": result.sha256}
         )
@@ -253,6 +267,7 @@ def _finish(results, tasks, output_dir, synsets, texts, label_offset, options) -
         shards_written=sum(1 for r in results if not r.reused and not r.error),
         shards_reused=sum(1 for r in results if r.reused),
         errors=errors,
+        bad_boxes=bad_boxes,
     )
     if errors:
         return outcome
@@ -272,6 +287,7 @@ def _finish(results, tasks, output_dir, synsets, texts, label_offset, options) -
         "options": options,
         "skipped": skipped,
         "repaired": repaired,
+        "bad_boxes": bad_boxes,
     }
     _keep_other_split(output_dir, manifest)
     outcome.manifest_path = manifest_lib.write_manifest(output_dir, manifest)
@@ -295,5 +311,14 @@ def _keep_other_split(output_dir: str, manifest: dict) -> None:
             manifest["splits"][name] = split
             if name == "train" and not manifest["statistics"]:
                 manifest["statistics"] = old.get("statistics", {})
-            for key in ("skipped", "repaired"):
+            for key in ("skipped", "repaired", "bad_boxes"):
                 manifest[key] += [s for s in old.get(key, []) if s.get("split") == name]
+
+
+def _no_boxes() -> dict:
+    """The box counts of a split before any shard is added (see the manifest's "boxes")."""
+    return {
+        "images_with_boxes": 0,
+        "boxes_kept": 0,
+        "boxes_skipped": dict.fromkeys(sources.BOX_PROBLEMS, 0),
+    }

@@ -51,6 +51,7 @@ class Processed:
     pixels: np.ndarray | None  # STATS_SIZE × STATS_SIZE × 3 uint8 (the cropped, resized image)
     repaired: str | None  # why the bytes were converted, or None
     crop: tuple[float, float, float, float]  # (left, top, side_x, side_y) as image fractions
+    original_size: tuple[int, int] = (0, 0)  # (height, width) of the original image
 
 
 def sniff(data: bytes) -> str | None:
@@ -63,18 +64,20 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def _open(data: bytes, kind: str, draft_size: int | None) -> Image.Image:
-    """Decodes `data` fully (so truncation is found now), at reduced scale where allowed."""
+def _open(data: bytes, kind: str, draft_size: int | None) -> tuple[Image.Image, tuple[int, int]]:
+    """Decodes `data` fully (so truncation is found now), at reduced scale where allowed; also
+    returns the full (height, width), which a reduced decode does not have."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd EXIF; the decode decides
             image = Image.open(io.BytesIO(data))
+            full_size = image.size[::-1]
             if draft_size and kind == "JPEG" and image.mode in ("RGB", "L"):
                 # libjpeg's DCT scaling: decodes 1/2, 1/4 or 1/8 size directly when the
                 # shorter side stays >= draft_size; several times faster on large photos.
                 image.draft(image.mode, (draft_size, draft_size))
             image.load()
-            return image
+            return image, full_size
     except Image.DecompressionBombError as e:
         raise BadImageError(f"{kind} too large to decode safely: {e}") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -135,7 +138,7 @@ def process(data: bytes, *, resize: int, quality: int, want_pixels: bool) -> Pro
     if kind is None:
         raise BadImageError(f"not an image (starts with {data[:8]!r})")
     draft = resize or (STATS_SIZE if want_pixels else None)
-    image = _open(data, kind, draft)
+    image, original_size = _open(data, kind, draft)
     repaired = _repair_reason(kind, image.mode)
     width, height = image.size
     left, top, right, bottom = central_crop_box(width, height)
@@ -148,14 +151,19 @@ def process(data: bytes, *, resize: int, quality: int, want_pixels: bool) -> Pro
         pixels = np.asarray(output) if want_pixels and resize == STATS_SIZE else None
         if want_pixels and pixels is None:
             pixels = np.asarray(resize_central(image, STATS_SIZE))
-        return Processed(encoded, resize, resize, pixels, repaired, crop)
+        return Processed(encoded, resize, resize, pixels, repaired, crop, original_size)
     pixels = np.asarray(resize_central(image, STATS_SIZE)) if want_pixels else None
     if repaired is None:
         with Image.open(io.BytesIO(data)) as header:
             width, height = header.size  # the draft decode above may have been smaller
-        return Processed(data, height, width, pixels, None, (0.0, 0.0, 1.0, 1.0))
-    full = _open(data, kind, None)
-    full = full.convert("RGB")
+        return Processed(data, height, width, pixels, None, (0.0, 0.0, 1.0, 1.0), original_size)
+    full = _open(data, kind, None)[0].convert("RGB")
     return Processed(
-        encode_jpeg(full, quality), full.height, full.width, pixels, repaired, (0.0, 0.0, 1.0, 1.0)
+        encode_jpeg(full, quality),
+        full.height,
+        full.width,
+        pixels,
+        repaired,
+        (0.0, 0.0, 1.0, 1.0),
+        original_size,
     )

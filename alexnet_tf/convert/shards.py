@@ -26,10 +26,11 @@ import traceback
 from collections.abc import Callable
 from concurrent import futures
 
+from alexnet_tf.convert import boxes as boxes_lib
 from alexnet_tf.convert import images, records, sources, stats
 
 STATE_DIR = ".convert_state"
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: records carry image/original/* and checked boxes
 _TICK = 8  # images per progress message from a worker
 
 _queue = None  # the progress queue of a worker process
@@ -69,6 +70,8 @@ class ShardResult:
     reused: bool = False
     stats_file: str | None = None
     error: str | None = None
+    bad_boxes: list = dataclasses.field(default_factory=list)  # {"file", "image", "reason", ...}
+    boxes: dict = dataclasses.field(default_factory=lambda: {"images": 0, "kept": 0})
 
 
 def sha256_file(path: str) -> str:
@@ -116,6 +119,8 @@ def _reusable(task: ShardTask, fingerprint: str) -> ShardResult | None:
         repaired=state["repaired"],
         reused=True,
         stats_file=stats_path if task.with_stats else None,
+        bad_boxes=state["bad_boxes"],
+        boxes=state["boxes"],
     )
 
 
@@ -158,6 +163,8 @@ def write_shard(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
             "num_records": result.num_records,
             "skipped": result.skipped,
             "repaired": result.repaired,
+            "bad_boxes": result.bad_boxes,
+            "boxes": result.boxes,
         }
         _write_json(state_path, state)
         os.replace(tmp, os.path.join(task.output_dir, task.file))  # the shard is whole: publish
@@ -186,9 +193,7 @@ def _convert_one(task, item, result, accumulator) -> bytes | None:
         result.repaired.append({"file": item.name, "reason": image.repaired})
     if accumulator is not None:
         accumulator.add(image.pixels)
-    bboxes = sources.read_bboxes(item.bbox_xml) if item.bbox_xml else []
-    if bboxes and task.resize:
-        bboxes = records.crop_bboxes(bboxes, image.crop)
+    geometry = boxes_lib.record_boxes(task, item, image, result)
     return records.to_example(
         encoded=image.encoded,
         height=image.height,
@@ -197,7 +202,7 @@ def _convert_one(task, item, result, accumulator) -> bytes | None:
         label=item.label + task.label_offset,
         synset=task.synsets[item.label],
         text=task.texts[item.label],
-        bboxes=bboxes,
+        **geometry,
     )
 
 

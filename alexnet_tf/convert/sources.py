@@ -346,23 +346,67 @@ def index_bboxes(bbox_dir: str | None) -> dict[str, str]:
     return index
 
 
-def read_bboxes(xml_path: str) -> list[tuple[float, float, float, float]]:
-    """(xmin, ymin, xmax, ymax) in [0, 1] of every object in an ImageNet (PASCAL VOC) XML.
+# Why a box of an annotation XML was skipped (the manifest counts them under these names).
+BOX_PROBLEMS = ("unparsable", "outside_image", "empty", "other_class")
 
-    Coordinates are divided by the image size the XML states, clipped to [0, 1], and swapped
-    where min > max, as the tensorflow/models bounding-box script does. An unreadable XML gives
-    no boxes rather than stopping a day-long run.
+
+def read_bboxes(
+    xml_path: str, synset: str
+) -> tuple[list[tuple[float, float, float, float]], list[dict]]:
+    """The boxes of one ImageNet (PASCAL VOC) annotation XML, checked.
+
+    Args:
+        xml_path: the annotation file.
+        synset: the wnid of the image's class; boxes of any other class are skipped.
+
+    Returns:
+        (boxes, problems): (xmin, ymin, xmax, ymax) of every good box as fractions of the image
+        size the XML states, and one {"file", "reason", "detail"} per skipped box, `reason` one
+        of BOX_PROBLEMS: an XML that can't be parsed (or lacks its size) counts once as
+        "unparsable"; a box with a missing or non-numeric coordinate is "unparsable" too; a box
+        reaching outside the stated size is "outside_image"; xmin >= xmax or ymin >= ymax is
+        "empty"; a box named for another class is "other_class". A bad box is skipped, never
+        turned into an empty one, and the image is kept.
     """
+
+    def problem(reason, detail):
+        return {"file": xml_path, "reason": reason, "detail": detail}
+
     try:
         root = ElementTree.parse(xml_path).getroot()
+    except (OSError, ElementTree.ParseError) as e:
+        return [], [problem("unparsable", f"can't be parsed as XML: {e}")]
+    try:
         width = float(root.findtext("size/width"))
         height = float(root.findtext("size/height"))
-        boxes = []
-        for box in root.iter("bndbox"):
-            x = sorted(float(box.findtext(k)) / width for k in ("xmin", "xmax"))
-            y = sorted(float(box.findtext(k)) / height for k in ("ymin", "ymax"))
-            clip = [min(max(v, 0.0), 1.0) for v in (x[0], y[0], x[1], y[1])]
-            boxes.append(tuple(clip))
-        return boxes
-    except (OSError, ElementTree.ParseError, TypeError, ValueError, ZeroDivisionError):
-        return []
+        if not (width > 0 and height > 0):
+            raise ValueError(f"{width} x {height}")
+    except (TypeError, ValueError) as e:
+        return [], [problem("unparsable", f"has no usable <size><width>/<height> ({e})")]
+    boxes, problems = [], []
+    for number, obj in enumerate(root.iter("object"), 1):
+        where = f"object {number}"
+        name = (obj.findtext("name") or "").strip()
+        try:
+            xmin, ymin, xmax, ymax = (
+                float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")
+            )
+        except (TypeError, ValueError):
+            problems.append(problem("unparsable", f"{where} lacks a numeric bndbox coordinate"))
+            continue
+        box = f"(xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax {ymax:g})"
+        if name != synset:
+            problems.append(
+                problem("other_class", f"{where} is a {name or 'nameless'!r} box {box}; the image "
+                        f"is {synset!r}")
+            )  # fmt: skip
+        elif xmin >= xmax or ymin >= ymax:
+            problems.append(problem("empty", f"{where} has no area: {box}"))
+        elif xmin < 0 or ymin < 0 or xmax > width or ymax > height:
+            problems.append(
+                problem("outside_image", f"{where} {box} reaches outside the "
+                        f"{width:g}x{height:g} image")
+            )  # fmt: skip
+        else:
+            boxes.append((xmin / width, ymin / height, xmax / width, ymax / height))
+    return boxes, problems
