@@ -2,6 +2,7 @@
 
     python -m alexnet_tf.train --flagfile=configs/alexnet.cfg --data_dir=DATA --workdir=RUN
     python -m alexnet_tf.train --flagfile=configs/demo.cfg          # the 10-class digit demo
+    python -m alexnet_tf.train --flagfile=configs/localization.cfg --data_dir=DATA  # task 2
 
 Re-running the same command resumes from RUN/checkpoints; RUN/flags.cfg replays the run.
 """
@@ -75,6 +76,14 @@ MEAN = flags.DEFINE_string("mean", _F.mean, "Mean subtracted from inputs (see in
 PCA_STD = flags.DEFINE_float("pca_std", _F.pca_std, "Std of the PCA colour noise (section 4.1).")
 INPUT_SCALE = flags.DEFINE_float("input_scale", _F.input_scale, "Multiplies centred inputs.")
 SHUFFLE_BUFFER = flags.DEFINE_integer("shuffle_buffer", _F.shuffle_buffer, "Training shuffle.")
+LOCALIZATION = flags.DEFINE_bool(
+    "localization", False,
+    "ILSVRC-2012 task 2: add the box head (4 numbers per class on fc7) and train it with the "
+    "smooth-L1 loss of the true class's box; needs data converted with --bbox_dir.",
+)  # fmt: skip
+BOX_LOSS_WEIGHT = flags.DEFINE_float(
+    "box_loss_weight", _F.box_loss_weight, "Weight of the box loss beside the cross-entropy."
+)
 PREFETCH_TO_DEVICE = flags.DEFINE_integer(
     "prefetch_to_device", _F.prefetch_to_device,
     "Batches copied to the accelerator(s) while earlier steps run (the paper's stage n+1); "

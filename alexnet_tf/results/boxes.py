@@ -18,6 +18,15 @@ import dataclasses
 
 import numpy as np
 
+
+def images_with_boxes(manifest, split: str) -> int:
+    """How many images of a split have ground-truth boxes, as the converter counted them
+    (`manifest.json`: splits.SPLIT.boxes.images_with_boxes; 0 for data converted without
+    `--bbox_dir`)."""
+    entry = manifest.raw.get("splits", {}).get(split, {})
+    return int(entry.get("boxes", {}).get("images_with_boxes", 0))
+
+
 IOU_THRESHOLD = 0.5  # ILSVRC-2012 task 2: "overlap ... at least 50%"
 TOP_K = 5  # five guesses
 

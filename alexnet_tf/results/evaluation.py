@@ -35,7 +35,7 @@ import tensorflow as tf
 from alexnet_tf.data.boxes import patch_boxes_to_original
 from alexnet_tf.data.manifest import load_manifest
 from alexnet_tf.results.boxes import TOP_K as LOCALIZATION_GUESSES
-from alexnet_tf.results.boxes import LocalizationCounter
+from alexnet_tf.results.boxes import LocalizationCounter, images_with_boxes
 from alexnet_tf.results.trained_models import ModelSource, load_source
 
 MODES = ("center", "ten_patch")
@@ -250,7 +250,7 @@ def evaluate(
         "data_dir": os.path.abspath(data_dir),
     }
     # Localization needs the box head in every averaged network and boxes in the data.
-    localize = all(s.has_boxes for s in sources) and _boxed_images(split) > 0
+    localize = all(s.has_boxes for s in sources) and images_with_boxes(manifest, "validation") > 0
     for mode in modes:
         dataset = make_eval_dataset(
             split.files,

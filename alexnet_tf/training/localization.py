@@ -30,14 +30,73 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf.data.boxes import patch_boxes_to_original
-from alexnet_tf.model.box_head import BOX_LAYER, class_boxes
-from alexnet_tf.results.boxes import TOP_K, LocalizationCounter
+from alexnet_tf.model.box_head import BOX_LAYER, boxes_of_classes, class_boxes
+from alexnet_tf.results.boxes import TOP_K, LocalizationCounter, images_with_boxes
 from alexnet_tf.training import optimizer
 
 BOX_LOSS_WEIGHT = 1.0
 # Quadratic below a tenth of the crop (about 23 pixels of 227), linear above: a box within a few
 # pixels of its target is refined gently, a far or cut-off one is pulled with a bounded force.
 SMOOTH_L1_BETA = 0.1
+
+
+__all__ = ["LocalizationCounter", "images_with_boxes"]  # re-exported for the training loop
+
+
+class NoBoxesError(ValueError):
+    """--localization on data without boxes; the message names --bbox_dir."""
+
+
+def check_boxes(manifest) -> None:
+    """Stops a --localization run at start-up when the training split has no boxes.
+
+    Raises:
+        NoBoxesError: naming the manifest and the converter's --bbox_dir.
+    """
+    if images_with_boxes(manifest, "train") == 0:
+        raise NoBoxesError(
+            f"--localization needs ground-truth boxes, but the training split of "
+            f"{manifest.path} has none; convert the data with "
+            "tools/build_imagenet_tfrecords.py --bbox_dir=DIR (the Annotation/ folder of "
+            "bounding-box XMLs), or train without --localization"
+        )
+
+
+def step_box_loss(
+    model: keras.Model,
+    features: tf.Tensor,
+    labels: tf.Tensor,
+    target: tf.Tensor,
+    has_box: tf.Tensor,
+    normalizer: tf.Module,
+    seed: tf.Tensor,
+) -> tf.Tensor:
+    """The training step's per-example box loss, float32 [B].
+
+    `target` is the input pipeline's box, normalized to the crop and not yet reflected: it is
+    mirrored here exactly where `normalizer(images, training=True, seed=seed)` mirrored the
+    images. `features` is drop7's output; only the true class's box is computed.
+    """
+    target = normalizer.reflect_boxes(target, seed)
+    predicted = boxes_of_classes(model.get_layer(BOX_LAYER), features, labels)
+    return box_loss(predicted, target, has_box)
+
+
+class BoxLossWindow:
+    """The box loss summed since the last progress line: `train/box_loss` is its mean over the
+    examples that have a box."""
+
+    def __init__(self):
+        self.loss, self.count = 0.0, 0.0
+
+    def add(self, loss_sum: float = 0.0, count: float = 0.0) -> None:
+        self.loss += loss_sum
+        self.count += count
+
+    def flush(self) -> dict[str, float]:
+        stats = {"train/box_loss": self.loss / self.count} if self.count else {}
+        self.loss, self.count = 0.0, 0.0
+        return stats
 
 
 def decayed_without_head(model: keras.Model) -> list:

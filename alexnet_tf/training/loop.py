@@ -30,7 +30,7 @@ from absl import logging
 from alexnet_tf.data import input_pipeline
 from alexnet_tf.data.manifest import ManifestError, load_manifest
 from alexnet_tf.model import build_alexnet, endpoints_model
-from alexnet_tf.training import distribution, optimizer, schedules, summaries
+from alexnet_tf.training import distribution, localization, optimizer, schedules, summaries
 from alexnet_tf.training.checkpoints import CHECKPOINT_DIR, write_model_config
 from alexnet_tf.training.device_prefetch import DevicePrefetcher
 
@@ -84,6 +84,8 @@ class TrainConfig:
     input_scale: float = 1.0
     shuffle_buffer: int = 10_000
     prefetch_to_device: int = 2  # batches copied to the accelerator ahead of the step
+    localization: bool = False  # ILSVRC task 2: the box head and its loss
+    box_loss_weight: float = localization.BOX_LOSS_WEIGHT
 
     def validate(self) -> None:
         """Raises ConfigError naming the first flag with a value that can't work."""
@@ -113,6 +115,7 @@ class TrainConfig:
             (self.prefetch_to_device >= 0, "--prefetch_to_device must be >= 0"),
             (self.input_scale > 0, "--input_scale must be > 0"),
             (self.pca_std >= 0, "--pca_std must be >= 0"),
+            (self.box_loss_weight >= 0, "--box_loss_weight must be >= 0"),
             (0 <= self.dropout_rate < 1, "--dropout_rate must be in [0, 1)"),
             (bool(self.workdir), "--workdir must be set"),
             (bool(self.data_dir), "--data_dir must be set"),
@@ -126,7 +129,12 @@ class TrainConfig:
 
     def model_kwargs(self) -> dict:
         """The keyword arguments of `build_alexnet` (saved in model_config.json)."""
-        return {"init": self.init, "dropout_rate": self.dropout_rate, "seed": self.seed}
+        return {
+            "init": self.init,
+            "dropout_rate": self.dropout_rate,
+            "seed": self.seed,
+            "localization": self.localization,
+        }
 
 
 @dataclasses.dataclass
@@ -184,6 +192,11 @@ def train(
             f"--schedule=plateau needs a validation split in {manifest.path}; "
             "convert one or use --schedule=step"
         )
+    if config.localization:
+        try:
+            localization.check_boxes(manifest)
+        except localization.NoBoxesError as e:
+            raise ConfigError(str(e)) from e
     total_steps = config.train_steps or math.ceil(
         config.epochs * train_split.num_examples / config.batch_size
     )
@@ -200,6 +213,7 @@ def train(
             input_context=worker_context if workers > 1 else None,
             deterministic=config.deterministic,
             num_classes=manifest.num_classes,
+            with_boxes=config.localization,
         )
         iterator = iter(dataset)  # a plain tf.data iterator, so the checkpoint can hold it
     # Stage n+1: each batch is split over this worker's replicas and copied to their devices
@@ -218,7 +232,10 @@ def train(
     try:
         with strategy.scope():
             model = build_model(manifest.num_classes, devices, **config.model_kwargs())
-            logits_model = endpoints_model(model, ["fc8"])  # softmax in the loss, for stability
+            # Softmax in the loss, for stability; the box head's input for its loss.
+            logits_model = endpoints_model(
+                model, ["fc8", "drop7"] if config.localization else ["fc8"]
+            )
             sgd = optimizer.make_sgd(config.learning_rate, config.momentum)
             if config.mixed_precision == "float16":
                 sgd = keras.optimizers.LossScaleOptimizer(sgd)
@@ -233,7 +250,7 @@ def train(
         raise ConfigError(str(e)) from e
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    decayed = optimizer.decayed_weights(model)
+    decayed = localization.decayed_without_head(model)
     if chief:
         write_model_config(config.workdir, {
             "num_classes": manifest.num_classes,
@@ -243,12 +260,22 @@ def train(
         })  # fmt: skip
 
     # ---------------------------------------------------------------- update step
-    def gradients(images, labels, noise_seed):
+    def gradients(images, labels, noise_seed, *boxes):
         with tf.GradientTape() as tape:
             inputs = normalizer(images, training=True, seed=noise_seed)
-            logits = tf.cast(logits_model(inputs, training=True)["fc8"], tf.float32)
+            outputs = logits_model(inputs, training=True)
+            logits = tf.cast(outputs["fc8"], tf.float32)
             per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
+            box_sums = ()
+            if config.localization:  # boxes: (target, has_box), mirrored with their images
+                box_loss = localization.step_box_loss(
+                    model, outputs["drop7"], labels, *boxes, normalizer, noise_seed
+                )
+                loss += config.box_loss_weight * tf.nn.compute_average_loss(
+                    box_loss, global_batch_size=config.batch_size
+                )
+                box_sums = (tf.reduce_sum(box_loss), tf.reduce_sum(tf.cast(boxes[1], tf.float32)))
             # The L2 term whose gradient is the paper's weight decay (see optimizer.py); divided
             # by the replicas because their gradients are summed.
             loss += tf.nn.scale_regularization_loss(
@@ -257,25 +284,26 @@ def train(
             if config.mixed_precision == "float16":
                 loss = sgd.scale_loss(loss)
         grads = tape.gradient(loss, model.trainable_variables)
-        return grads, (tf.reduce_sum(per_example), *_wrong_counts(logits, labels))
+        return grads, (tf.reduce_sum(per_example), *_wrong_counts(logits, labels), *box_sums)
 
     if config.xla:  # the forward and backward pass; the update stays outside XLA
         gradients = tf.function(gradients, jit_compile=True, autograph=False)
 
-    def replica_step(images, labels, step):
+    def replica_step(images, labels, *boxes_and_step):
+        *boxes, step = boxes_and_step
         # The PCA lighting noise is a pure function of (seed, step, replica): a resumed run
         # draws what the interrupted one would have drawn.
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         noise_seed = tf.stack(
             [tf.constant(config.seed, tf.int64), step * replicas + tf.cast(replica, tf.int64)]
         )
-        grads, sums = gradients(images, labels, noise_seed)
+        grads, sums = gradients(images, labels, noise_seed, *boxes)
         sgd.apply(grads, model.trainable_variables)
         return sums
 
     @tf.function(autograph=False)
     def train_step(parts, step):
-        # parts: one (images, labels) per local replica, already on the replica's device.
+        # parts: one (images, labels[, boxes, has_box]) per local replica, on its device.
         inputs = strategy.experimental_distribute_values_from_function(
             lambda ctx: parts[ctx.replica_id_in_sync_group % local_replicas]
         )
@@ -330,32 +358,50 @@ def train(
         logits = logits_model(normalizer(images, training=False), training=False)["fc8"]
         return _eval_counts(tf.cast(logits, tf.float32), labels, mask)
 
+    # Localization is scored where the validation split has boxes (centre crop, top 5).
+    eval_boxes = config.localization and localization.images_with_boxes(manifest, "validation")
+    box_model = endpoints_model(model, ["fc8", "bbox"]) if eval_boxes else None
+
+    @tf.function(autograph=False)
+    def eval_box_step(images):
+        outputs = box_model(normalizer(images, training=False), training=False)
+        return localization.top_k_boxes(tf.cast(outputs["fc8"], tf.float32), outputs["bbox"])
+
     def evaluate() -> dict[str, float]:
         # Every worker evaluates the whole split on one device: no collective can hang on
         # uneven batches, and all workers take the same schedule decision.
         eval_data = input_pipeline.make_eval_dataset(
             val_split.files, config.eval_batch_size or config.batch_size,
-            label_offset=manifest.label_offset,
+            label_offset=manifest.label_offset, with_boxes=bool(eval_boxes),
         )  # fmt: skip
         totals = np.zeros(3)
+        boxes = localization.LocalizationCounter()
         batches = DevicePrefetcher(
             iter(eval_data), prefetcher.devices[:1], config.prefetch_to_device
         )
         with input_pipeline.input_errors(val_split.files), contextlib.closing(batches):
-            for ((images, labels, mask),) in batches:
+            for ((images, labels, mask, *ground_truth),) in batches:
                 totals += [float(c) for c in eval_step(images, labels, mask)]
+                if eval_boxes:
+                    classes, predicted = (t.numpy() for t in eval_box_step(images))
+                    localization.count_localizations(
+                        boxes, classes, predicted, labels.numpy(), mask.numpy(),
+                        *(t.numpy() for t in ground_truth),
+                    )  # fmt: skip
         n = max(totals[2], 1.0)
-        return {
+        scores = {
             "top1_error": totals[0] / n,
             "top5_error": totals[1] / n,
             "num_examples": int(totals[2]),
         }
+        return scores | (boxes.errors() if boxes.count else {})
 
     # ---------------------------------------------------------------- loop
     writer = summaries.Writer(os.path.join(config.workdir, SUMMARY_DIR), enabled=chief)
     step = int(step_var.numpy())
     start_step, start_time = step, time.time()
     window = summaries.Window()
+    box_window = localization.BoxLossWindow()
     last_eval, last_ckpt = {}, latest
     lr = None
     if step >= total_steps:
@@ -369,7 +415,8 @@ def train(
             with input_pipeline.input_errors(train_split.files):
                 parts = next(prefetcher)
             sums = train_step(parts, tf.constant(step, tf.int64))
-            loss_sum, wrong1, wrong5 = (float(x) for x in sums)
+            loss_sum, wrong1, wrong5, *box_sums = (float(x) for x in sums)
+            box_window.add(*box_sums)
             step += 1
             step_var.assign(step)
             n = config.batch_size
@@ -390,7 +437,10 @@ def train(
                     stats["images_per_sec"], _duration(left),
                 )  # fmt: skip
                 writer.scalars(
-                    step, {f"train/{k}": v for k, v in stats.items()} | {"train/learning_rate": lr}
+                    step,
+                    {f"train/{k}": v for k, v in stats.items()}
+                    | {"train/learning_rate": lr}
+                    | box_window.flush(),
                 )
             at_end = step == total_steps
             if val_split is not None and (
@@ -405,6 +455,11 @@ def train(
                 writer.scalars(
                     step, {f"eval/{k}": v for k, v in last_eval.items() if k != "num_examples"}
                 )
+                if "localization_error" in last_eval:
+                    logging.info(
+                        "step %d  eval localization_error %.4f  mean_iou %.3f",
+                        step, last_eval["localization_error"], last_eval["mean_iou"],
+                    )  # fmt: skip
                 writer.weights(step, model)
                 if schedule.update(step, last_eval["top1_error"]):
                     logging.info(
