@@ -106,3 +106,59 @@ def test_refuses_to_clear_a_folder_that_is_not_a_demo_tree(tmp_path):
     with pytest.raises(demo_data.DemoDataError, match="not a demo tree"):
         demo_data.write_demo_tree(str(tmp_path), train_per_class=1, val_per_class=1)
     assert os.path.isdir(tmp_path / "train" / "n01440764")
+
+
+def test_boxed_tree_has_ilsvrc_annotations_inside_the_images(tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    info = demo_data.write_demo_tree(
+        str(tmp_path), train_per_class=3, val_per_class=1, image_size=96, boxes=True
+    )
+    with open(info["val_labels"]) as f:
+        val_labels = f.read().split()
+    images = [
+        (os.path.join(info["train_dir"], s, n), s)
+        for s in demo_data.DIGIT_SYNSETS
+        for n in sorted(os.listdir(os.path.join(info["train_dir"], s)))
+    ] + [
+        (os.path.join(info["val_dir"], f"ILSVRC2012_val_{i:08d}.JPEG"), label)
+        for i, label in enumerate(val_labels, 1)
+    ]
+    sides = []
+    for path, synset in images:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        folder = "val" if stem.startswith("ILSVRC2012_val_") else synset
+        root = ElementTree.parse(os.path.join(info["bbox_dir"], folder, f"{stem}.xml")).getroot()
+        width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))
+        with Image.open(path) as image:
+            assert image.size == (width, height) == (120, 96)
+        assert root.findtext("filename") == stem and root.findtext("size/depth") == "3"
+        (obj,) = root.findall("object")
+        assert obj.findtext("name") == synset
+        xmin, ymin, xmax, ymax = (
+            int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")
+        )
+        assert 0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height
+        assert xmax - xmin == ymax - ymin
+        sides.append((xmax - xmin) / height)
+    assert min(sides) >= 0.29 and max(sides) <= 0.81 and max(sides) - min(sides) > 0.2
+
+
+def test_boxed_tree_converts_with_its_boxes(tmp_path):
+    from alexnet_tf.convert import convert
+
+    info = demo_data.write_demo_tree(str(tmp_path), train_per_class=1, val_per_class=1, boxes=True)
+    result = convert(
+        output_dir=str(tmp_path / "data"),
+        train_dir=info["train_dir"],
+        val_dir=info["val_dir"],
+        val_labels=info["val_labels"],
+        bbox_dir=info["bbox_dir"],
+        num_workers=1,
+        show_progress=False,
+    )
+    assert result.complete and not result.bad_boxes
+    splits = load_manifest(str(tmp_path / "data")).raw["splits"]
+    for split in ("train", "validation"):
+        assert splits[split]["boxes"]["images_with_boxes"] == 10
+        assert splits[split]["boxes"]["boxes_kept"] == 10

@@ -5,6 +5,13 @@ The whole system (convert -> train -> evaluate) then runs on a fresh machine wit
     python tools/make_demo_dataset.py --output_dir=/tmp/demo && \
     python tools/build_imagenet_tfrecords.py --train_dir=/tmp/demo/train \
         --val_dir=/tmp/demo/val --val_labels=/tmp/demo/val_labels.txt --output_dir=/tmp/demo/data
+
+With --boxes, digits placed on real photographs with ILSVRC box annotations (localization):
+
+    python tools/make_demo_dataset.py --output_dir=/tmp/demo_boxes --boxes && \
+    python tools/build_imagenet_tfrecords.py --train_dir=/tmp/demo_boxes/train \
+        --val_dir=/tmp/demo_boxes/val --val_labels=/tmp/demo_boxes/val_labels.txt \
+        --bbox_dir=/tmp/demo_boxes/Annotation --output_dir=/tmp/demo_boxes/data
 """
 
 import sys
@@ -20,6 +27,12 @@ flags.DEFINE_integer("train_per_class", 100, "Training images per class.")
 flags.DEFINE_integer("val_per_class", 20, "Validation images per class.")
 flags.DEFINE_integer("image_size", 64, "Side of the square JPEGs written.")
 flags.DEFINE_integer("seed", 0, "Seeds the split, the colours and the validation order.")
+flags.DEFINE_bool(
+    "boxes",
+    False,
+    "Draw each digit at a random place and size on a real photograph and write its box as an "
+    "ILSVRC annotation XML under OUTPUT_DIR/Annotation (for --bbox_dir).",
+)
 flags.mark_flag_as_required("output_dir")
 
 
@@ -34,6 +47,7 @@ def main(argv: list[str]) -> int:
             val_per_class=FLAGS.val_per_class,
             image_size=FLAGS.image_size,
             seed=FLAGS.seed,
+            boxes=FLAGS.boxes,
         )
     except DemoDataError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -41,6 +55,7 @@ def main(argv: list[str]) -> int:
     print(
         f"wrote {info['num_train']} training and {info['num_val']} validation images of "
         f"{len(info['synsets'])} classes to {FLAGS.output_dir}"
+        + (f"; boxes in {info['bbox_dir']}" if FLAGS.boxes else "")
     )
     return 0
 

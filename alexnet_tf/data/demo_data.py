@@ -16,7 +16,18 @@ in `alexnet_tf/data/demo_synsets.txt`, so the converter fills `image/class/text`
 `sample_photographs()` returns real photographs bundled with scikit-learn and scikit-image (no
 network: only images inside the wheels), used by the converter tests to plant bad files.
 
-    python tools/make_demo_dataset.py --output_dir=/tmp/demo
+With `boxes=True` (localization, ILSVRC-2012 task 2) every image is a scene instead: the digit,
+on its square of paper, drawn at a random position and size (a side of 30-80% of the canvas
+height) on a 5:4 canvas cut from one of the package photographs, and its box is written as an
+ILSVRC annotation XML, the layout `--bbox_dir` reads:
+
+    root/Annotation/<wnid>/<wnid>_<i>.xml               # training boxes
+    root/Annotation/val/ILSVRC2012_val_<8 digits>.xml   # validation boxes
+
+The canvas is wider than high, so the converter's central square cuts some digits, as ImageNet's
+central crops cut some objects.
+
+    python tools/make_demo_dataset.py --output_dir=/tmp/demo [--boxes]
 """
 
 from __future__ import annotations
@@ -28,12 +39,17 @@ import shutil
 
 import numpy as np
 
+from alexnet_tf.files import atomic
+
 DIGIT_SYNSETS = [f"d{digit:07d}" for digit in range(10)]
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 SOURCES = ("digits",)
 
 # Bundled with scikit-image (inside the wheel, no pooch download). camera is grayscale.
 _SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "camera")
+CANVAS_ASPECT = 1.25  # width / height of a boxed scene
+OBJECT_SIDE = (0.3, 0.8)  # side of the digit's paper square, as a fraction of the canvas height
+ANNOTATION_DIR = "Annotation"
 
 
 class DemoDataError(ValueError):
@@ -95,6 +111,7 @@ def write_demo_tree(
     val_per_class: int = 20,
     image_size: int = 64,
     seed: int = 0,
+    boxes: bool = False,
 ) -> dict:
     """Writes a small labelled tree in the ILSVRC-2012 layout.
 
@@ -103,12 +120,13 @@ def write_demo_tree(
         source: "digits" (scikit-learn's handwritten digits, 10 classes).
         train_per_class: training images per class.
         val_per_class: validation images per class (disjoint from the training images).
-        image_size: side of the square JPEGs written.
+        image_size: side of the square JPEGs written (with `boxes`: the scenes' height).
         seed: seeds which scans go to which split, their colours and the val file order.
+        boxes: write scenes with ILSVRC annotation XMLs (module docstring) instead of bare digits.
 
     Returns:
         A dict with train_dir, val_dir, val_labels (paths), synsets and texts (the classes in
-        label order), num_train and num_val.
+        label order), num_train and num_val; with `boxes` also bbox_dir (the Annotation folder).
 
     Raises:
         DemoDataError: for an unknown source or counts the source can't supply.
@@ -125,8 +143,19 @@ def write_demo_tree(
     digits = load_digits()
     rng = np.random.default_rng(seed)
     train_dir, val_dir = os.path.join(root, "train"), os.path.join(root, "val")
-    _clear_old_tree(train_dir, val_dir)
+    bbox_dir = os.path.join(root, ANNOTATION_DIR)
+    _clear_old_tree(train_dir, val_dir, bbox_dir)
     os.makedirs(val_dir, exist_ok=True)
+    # The scenes draw from a generator of their own: the scans and colours stay those of the
+    # plain tree with the same seed.
+    scene = _SceneWriter(image_size, np.random.default_rng([seed, 1]), bbox_dir) if boxes else None
+
+    def write_image(path, pixels, synset):
+        if scene is None:
+            atomic.write_bytes(path, encode_jpeg(_digit_image(pixels, image_size, rng)))
+        else:
+            scene.write(path, pixels, synset, rng)
+
     val_images = []  # (digit, pixels)
     num_train = 0
     for digit, synset in enumerate(DIGIT_SYNSETS):
@@ -139,8 +168,7 @@ def write_demo_tree(
         class_dir = os.path.join(train_dir, synset)
         os.makedirs(class_dir, exist_ok=True)
         for i, index in enumerate(indices[:train_per_class]):
-            image = _digit_image(digits.images[index], image_size, rng)
-            _write(os.path.join(class_dir, f"{synset}_{i}.JPEG"), encode_jpeg(image))
+            write_image(os.path.join(class_dir, f"{synset}_{i}.JPEG"), digits.images[index], synset)
             num_train += 1
         val_images += [(digit, digits.images[i]) for i in indices[train_per_class:][:val_per_class]]
 
@@ -149,12 +177,13 @@ def write_demo_tree(
     labels = [""] * len(val_images)
     for name_index, image_index in enumerate(order):
         digit, pixels = val_images[image_index]
-        image = _digit_image(pixels, image_size, rng)
-        _write(os.path.join(val_dir, names[name_index]), encode_jpeg(image))
+        write_image(os.path.join(val_dir, names[name_index]), pixels, DIGIT_SYNSETS[digit])
         labels[name_index] = DIGIT_SYNSETS[digit]
     val_labels = os.path.join(root, "val_labels.txt")
-    _write(val_labels, "".join(f"{label}\n" for label in labels).encode())
+    atomic.write_text(val_labels, "".join(f"{label}\n" for label in labels))
+    extra = {"bbox_dir": bbox_dir} if boxes else {}
     return {
+        **extra,
         "train_dir": train_dir,
         "val_dir": val_dir,
         "val_labels": val_labels,
@@ -165,11 +194,63 @@ def write_demo_tree(
     }
 
 
-def _clear_old_tree(train_dir: str, val_dir: str) -> None:
+class _SceneWriter:
+    """Writes boxed scenes: a digit on its paper square, pasted on a cut of a real photograph."""
+
+    def __init__(self, height: int, rng: np.random.Generator, bbox_dir: str):
+        self.height, self.width = height, round(height * CANVAS_ASPECT)
+        self.rng, self.bbox_dir = rng, bbox_dir
+        photos = sample_photographs()
+        self.backgrounds = [
+            np.stack([p] * 3, -1) if p.ndim == 2 else p for _, p in sorted(photos.items())
+        ]
+
+    def _background(self) -> np.ndarray:
+        from PIL import Image
+
+        photo = self.backgrounds[self.rng.integers(len(self.backgrounds))]
+        h, w = photo.shape[:2]
+        # A random window of the canvas' aspect, at least half the photo's height.
+        ch = int(self.rng.uniform(0.5, 1.0) * min(h, w / CANVAS_ASPECT))
+        cw = round(ch * CANVAS_ASPECT)
+        top, left = self.rng.integers(h - ch + 1), self.rng.integers(w - cw + 1)
+        window = Image.fromarray(photo[top : top + ch, left : left + cw])
+        return np.asarray(window.resize((self.width, self.height), Image.BILINEAR))
+
+    def write(self, path: str, pixels: np.ndarray, synset: str, rng: np.random.Generator) -> None:
+        """Writes the scene JPEG at `path` and its annotation XML under bbox_dir."""
+        canvas = self._background().copy()
+        side = max(8, round(self.rng.uniform(*OBJECT_SIDE) * self.height))
+        top = int(self.rng.integers(self.height - side + 1))
+        left = int(self.rng.integers(self.width - side + 1))
+        canvas[top : top + side, left : left + side] = _digit_image(pixels, side, rng)
+        atomic.write_bytes(path, encode_jpeg(canvas))
+        name = os.path.basename(path)
+        folder = "val" if name.startswith("ILSVRC2012_val_") else synset
+        xml = annotation_xml(
+            name, self.width, self.height, synset, (left, top, left + side, top + side)
+        )
+        stem = os.path.splitext(name)[0]
+        atomic.write_text(os.path.join(self.bbox_dir, folder, f"{stem}.xml"), xml)
+
+
+def annotation_xml(filename: str, width: int, height: int, synset: str, box) -> str:
+    """An ILSVRC (PASCAL VOC) annotation of one object; box is (xmin, ymin, xmax, ymax) pixels."""
+    xmin, ymin, xmax, ymax = box
+    return (
+        f"<annotation><filename>{os.path.splitext(filename)[0]}</filename><size>"
+        f"<width>{width}</width><height>{height}</height><depth>3</depth></size><object>"
+        f"<name>{synset}</name><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+        f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object></annotation>\n"
+    )
+
+
+def _clear_old_tree(train_dir: str, val_dir: str, bbox_dir: str) -> None:
     """Removes an earlier demo tree (so no stale image stays); refuses to touch anything else."""
     expected = {
         train_dir: lambda name: name in DIGIT_SYNSETS,
         val_dir: lambda name: re.fullmatch(r"ILSVRC2012_val_\d{8}\.JPEG", name) is not None,
+        bbox_dir: lambda name: name in DIGIT_SYNSETS or name == "val",
     }
     for folder, ours in expected.items():
         if not os.path.isdir(folder):
@@ -181,10 +262,3 @@ def _clear_old_tree(train_dir: str, val_dir: str) -> None:
                 f"choose another --output_dir"
             )
         shutil.rmtree(folder)
-
-
-def _write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
