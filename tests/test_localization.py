@@ -322,3 +322,133 @@ def test_served_ten_patch_box_is_the_mean_of_the_patch_boxes(boxed_source):
     stored = [b * 227 + [y, x, y, x] for b in (box, mirror) for y, x in offsets]
     expected = np.mean(stored, axis=0) * 200 / 256 + [50, 0, 50, 0]
     np.testing.assert_allclose(served, expected, atol=1e-3)
+
+
+# ---------------------------------------------------------------- training, evaluation, figure
+
+
+@pytest.fixture(scope="module")
+def boxed_data_dir(tmp_path_factory):
+    """The boxed digit demo in miniature: digits drawn on real photographs with ILSVRC XMLs
+    (2 training and 1 validation image per class), converted with --bbox_dir."""
+    from alexnet_tf.convert import convert
+    from alexnet_tf.data.demo_data import write_demo_tree
+
+    root = tmp_path_factory.mktemp("boxed_demo")
+    tree = write_demo_tree(
+        str(root / "raw"), train_per_class=2, val_per_class=1, image_size=64, boxes=True
+    )
+    output_dir = str(root / "data")
+    result = convert(
+        output_dir=output_dir, train_dir=tree["train_dir"], val_dir=tree["val_dir"],
+        val_labels=tree["val_labels"], bbox_dir=tree["bbox_dir"], resize=256,
+        num_workers=1, show_progress=False,
+    )  # fmt: skip
+    assert result.complete
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def boxed_run(boxed_data_dir, tmp_path_factory):
+    """Two steps of the real network with the box head on the boxed data."""
+    from alexnet_tf.training import loop as training
+
+    workdir = str(tmp_path_factory.mktemp("boxed_run"))
+    config = training.TrainConfig(
+        data_dir=boxed_data_dir, workdir=workdir, train_steps=2, batch_size=4,
+        eval_every_steps=0, log_every_steps=1, checkpoint_every_steps=100, init="he",
+        input_scale=1 / 64, shuffle_buffer=16, seed=3, localization=True, box_loss_weight=2.0,
+    )  # fmt: skip
+    return training.train(config)
+
+
+def test_training_logs_the_box_loss_and_records_the_head(boxed_run):
+    import glob
+
+    from alexnet_tf.training.checkpoints import read_model_config
+
+    assert boxed_run.step == 2
+    assert 0 <= boxed_run.eval["localization_error"] <= 1
+    assert read_model_config(boxed_run.workdir)["model"]["localization"] is True
+    tags = set()
+    for path in glob.glob(os.path.join(boxed_run.workdir, "tensorboard", "events.out.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags |= {value.tag for value in event.summary.value}
+    assert {"train/box_loss", "eval/localization_error", "train/loss"} <= tags
+
+
+def test_localization_without_boxes_stops_at_start_up(tools_data_dir, tmp_path):
+    from alexnet_tf.training import loop as training
+
+    config = training.TrainConfig(
+        data_dir=tools_data_dir, workdir=str(tmp_path), train_steps=1, localization=True
+    )
+    with pytest.raises(training.ConfigError, match="has none; .*--bbox_dir"):
+        training.train(config)
+    assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_evaluate_writes_localization_scores(boxed_run, boxed_data_dir, tmp_path):
+    import json
+
+    from alexnet_tf.data.boxes import patch_boxes_to_original
+    from alexnet_tf.data.input_pipeline import make_eval_dataset
+    from alexnet_tf.data.manifest import load_manifest
+    from alexnet_tf.results import evaluation
+    from alexnet_tf.results.trained_models import CheckpointSource
+
+    result = evaluation.evaluate(
+        [boxed_run.workdir], boxed_data_dir, batch_size=4, workdir=str(tmp_path),
+        log=lambda line: None,
+    )  # fmt: skip
+    written = json.loads((tmp_path / "eval.json").read_text())
+    assert written["num_localized"] == 10 == result["num_localized"]
+    for mode in ("center", "ten_patch"):
+        scores = written[mode]
+        assert {"localization_error", "localization_top1_error", "mean_iou"} <= set(scores)
+        assert 0 <= scores["localization_error"] <= scores["localization_top1_error"] <= 1
+        assert 0 <= scores["mean_iou"] <= 1
+    # The centre scores again, by hand: top-5 classes, their boxes mapped to the original.
+    source = CheckpointSource(boxed_run.workdir)
+    counter = boxes_lib.LocalizationCounter()
+    split = load_manifest(boxed_data_dir).split("validation")
+    for images, labels, mask, gt, valid, geometry in make_eval_dataset(
+        split.files, 4, with_boxes=True
+    ).as_numpy_iterator():
+        out = source.predict(images)
+        top = top_k_classes(out["predictions"], 5)
+        crop_boxes = class_boxes(out[BOX_LAYER], top).numpy()
+        mapped = np.stack(
+            [patch_boxes_to_original(crop_boxes[:, j], geometry, False) for j in range(5)], 1
+        )
+        counter.update(top, mapped, labels, gt, valid, mask)
+    assert written["center"]["localization_error"] == pytest.approx(
+        counter.errors()["localization_error"]
+    )
+    assert written["center"]["mean_iou"] == pytest.approx(counter.errors()["mean_iou"], abs=1e-5)
+
+
+def test_visualize_draws_localizations(boxed_run, tmp_path):
+    from PIL import Image
+
+    from alexnet_tf.results import localization_figure
+
+    path = localization_figure.write_localizations(
+        boxed_run.workdir, str(tmp_path), num_images=4, columns=2, log=lambda line: None
+    )
+    assert path == str(tmp_path / "localizations.png")
+    with Image.open(path) as png:
+        assert png.size[0] > 300 and png.size[1] > 300
+
+
+def test_original_to_crop_inverts_the_evaluation_geometry():
+    from alexnet_tf.data.boxes import patch_boxes_to_original
+    from alexnet_tf.results.localization_figure import original_to_crop
+
+    # A 400×600 original: the frame is its central 400×400 square, x from 100 to 500.
+    geometry = np.array([[0, 100, 400, 500, 400, 600]], np.float32)
+    crop_box = np.array([[0.1, 0.2, 0.6, 0.9]], np.float32)
+    original = patch_boxes_to_original(crop_box, geometry, False)
+    np.testing.assert_allclose(
+        original_to_crop(original[:, None], geometry)[:, 0], crop_box * 227, atol=1e-3
+    )

@@ -30,7 +30,8 @@ from absl import logging
 from alexnet_tf.data import input_pipeline
 from alexnet_tf.data.manifest import ManifestError, load_manifest
 from alexnet_tf.model import build_alexnet, endpoints_model
-from alexnet_tf.training import distribution, localization, optimizer, schedules, summaries
+from alexnet_tf.training import distribution, optimizer, schedules, summaries
+from alexnet_tf.training import localization as localization_lib
 from alexnet_tf.training.checkpoints import CHECKPOINT_DIR, write_model_config
 from alexnet_tf.training.device_prefetch import DevicePrefetcher
 
@@ -85,7 +86,7 @@ class TrainConfig:
     shuffle_buffer: int = 10_000
     prefetch_to_device: int = 2  # batches copied to the accelerator ahead of the step
     localization: bool = False  # ILSVRC task 2: the box head and its loss
-    box_loss_weight: float = localization.BOX_LOSS_WEIGHT
+    box_loss_weight: float = localization_lib.BOX_LOSS_WEIGHT
 
     def validate(self) -> None:
         """Raises ConfigError naming the first flag with a value that can't work."""
@@ -129,12 +130,9 @@ class TrainConfig:
 
     def model_kwargs(self) -> dict:
         """The keyword arguments of `build_alexnet` (saved in model_config.json)."""
-        return {
-            "init": self.init,
-            "dropout_rate": self.dropout_rate,
-            "seed": self.seed,
-            "localization": self.localization,
-        }
+        kwargs = {"init": self.init, "dropout_rate": self.dropout_rate, "seed": self.seed}
+        # Only a run with the box head says so: the tools rebuild the network from this.
+        return kwargs | ({"localization": True} if self.localization else {})
 
 
 @dataclasses.dataclass
@@ -194,8 +192,8 @@ def train(
         )
     if config.localization:
         try:
-            localization.check_boxes(manifest)
-        except localization.NoBoxesError as e:
+            localization_lib.check_boxes(manifest)
+        except localization_lib.NoBoxesError as e:
             raise ConfigError(str(e)) from e
     total_steps = config.train_steps or math.ceil(
         config.epochs * train_split.num_examples / config.batch_size
@@ -250,7 +248,7 @@ def train(
         raise ConfigError(str(e)) from e
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    decayed = localization.decayed_without_head(model)
+    decayed = localization_lib.decayed_without_head(model)
     if chief:
         write_model_config(config.workdir, {
             "num_classes": manifest.num_classes,
@@ -269,7 +267,7 @@ def train(
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
             box_sums = ()
             if config.localization:  # boxes: (target, has_box), mirrored with their images
-                box_loss = localization.step_box_loss(
+                box_loss = localization_lib.step_box_loss(
                     model, outputs["drop7"], labels, *boxes, normalizer, noise_seed
                 )
                 loss += config.box_loss_weight * tf.nn.compute_average_loss(
@@ -359,13 +357,13 @@ def train(
         return _eval_counts(tf.cast(logits, tf.float32), labels, mask)
 
     # Localization is scored where the validation split has boxes (centre crop, top 5).
-    eval_boxes = config.localization and localization.images_with_boxes(manifest, "validation")
+    eval_boxes = config.localization and localization_lib.images_with_boxes(manifest, "validation")
     box_model = endpoints_model(model, ["fc8", "bbox"]) if eval_boxes else None
 
     @tf.function(autograph=False)
     def eval_box_step(images):
         outputs = box_model(normalizer(images, training=False), training=False)
-        return localization.top_k_boxes(tf.cast(outputs["fc8"], tf.float32), outputs["bbox"])
+        return localization_lib.top_k_boxes(tf.cast(outputs["fc8"], tf.float32), outputs["bbox"])
 
     def evaluate() -> dict[str, float]:
         # Every worker evaluates the whole split on one device: no collective can hang on
@@ -375,7 +373,7 @@ def train(
             label_offset=manifest.label_offset, with_boxes=bool(eval_boxes),
         )  # fmt: skip
         totals = np.zeros(3)
-        boxes = localization.LocalizationCounter()
+        boxes = localization_lib.LocalizationCounter()
         batches = DevicePrefetcher(
             iter(eval_data), prefetcher.devices[:1], config.prefetch_to_device
         )
@@ -384,7 +382,7 @@ def train(
                 totals += [float(c) for c in eval_step(images, labels, mask)]
                 if eval_boxes:
                     classes, predicted = (t.numpy() for t in eval_box_step(images))
-                    localization.count_localizations(
+                    localization_lib.count_localizations(
                         boxes, classes, predicted, labels.numpy(), mask.numpy(),
                         *(t.numpy() for t in ground_truth),
                     )  # fmt: skip
@@ -401,7 +399,7 @@ def train(
     step = int(step_var.numpy())
     start_step, start_time = step, time.time()
     window = summaries.Window()
-    box_window = localization.BoxLossWindow()
+    box_window = localization_lib.BoxLossWindow()
     last_eval, last_ckpt = {}, latest
     lr = None
     if step >= total_steps:
