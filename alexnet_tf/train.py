@@ -5,18 +5,24 @@
     python -m alexnet_tf.train --flagfile=configs/localization.cfg --data_dir=DATA  # task 2
 
 Re-running the same command resumes from RUN/checkpoints; RUN/flags.cfg replays the run.
+
+Exit status: 0 when trained; 75 (EX_TEMPFAIL, `preemption.EXIT_RESUMABLE`) when stopped by
+SIGTERM or SIGINT after writing a checkpoint, or when another worker was lost: run the same
+command again to resume; 1 for an error the message names (a flag, a file, a full disk).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from absl import app, flags, logging
 
 from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.data import input_pipeline
+from alexnet_tf.files.atomic import WriteError
 from alexnet_tf.model import INITS
-from alexnet_tf.training import distribution, schedules
+from alexnet_tf.training import distribution, preemption, schedules
 from alexnet_tf.training import loop as training
 
 _F = training.TrainConfig  # defaults below are the paper's, from the TrainConfig fields
@@ -110,7 +116,15 @@ def main(argv: list[str]) -> None:
         config.validate()
         common_flags.write_flags_file(config.workdir)
         result = training.train(config)
-    except (training.ConfigError, training.NonFiniteLossError, input_pipeline.InputError) as e:
+    except preemption.PreemptedError as e:
+        print(f"train: {e}", file=sys.stderr)
+        sys.exit(preemption.EXIT_RESUMABLE)
+    except (
+        training.ConfigError,
+        training.NonFiniteLossError,
+        input_pipeline.InputError,
+        WriteError,
+    ) as e:
         sys.exit(f"error: {e}")
     logging.info(
         "Finished at step %d: %s (checkpoint %s)", result.step, result.eval, result.checkpoint
@@ -118,7 +132,7 @@ def main(argv: list[str]) -> None:
 
 
 _CONFIG_FLAGS = [
-    f.name for f in training.dataclasses.fields(training.TrainConfig)
+    f.name for f in dataclasses.fields(training.TrainConfig)
     if f.name not in ("data_dir", "workdir", "lr_boundaries")
 ]  # fmt: skip
 

@@ -18,7 +18,7 @@ from alexnet_tf.model.box_head import (
     has_box_head,
 )
 from alexnet_tf.results import boxes as boxes_lib
-from alexnet_tf.results.evaluation import top_k_classes
+from alexnet_tf.results.metrics import top_k_classes
 from alexnet_tf.training import localization as training_boxes
 
 # ---------------------------------------------------------------- IoU and the top-5 rule

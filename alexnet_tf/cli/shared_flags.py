@@ -14,6 +14,9 @@ import os
 
 from absl import app, flags
 
+from alexnet_tf.files import atomic
+from alexnet_tf.files import workdir as run_files
+
 FLAGS_FILE = "flags.cfg"
 
 DATA_DIR = flags.DEFINE_string(
@@ -45,14 +48,14 @@ def write_flags_file(workdir: str, flag_values: flags.FlagValues = flags.FLAGS) 
             if flag.name in ("flagfile", "undefok") or flag.value is None:
                 continue
             lines.append(flag.serialize())
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, FLAGS_FILE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write("# Resolved flags of this run; replay with --flagfile=" + path + "\n")
-        f.write("".join(f"{line}\n" for line in sorted(set(lines))))
-    os.replace(tmp, path)
-    return path
+    path = run_files.flags_file(workdir)
+    return atomic.write_text(
+        path,
+        "# Resolved flags of this run; replay with --flagfile="
+        + path
+        + "\n"
+        + "".join(f"{line}\n" for line in sorted(set(lines))),
+    )
 
 
 def model_and_output_dir(

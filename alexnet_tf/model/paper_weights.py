@@ -22,6 +22,7 @@ import os
 import keras
 import numpy as np
 
+from alexnet_tf.files import atomic
 from alexnet_tf.model import PAPER_LAYERS, TOWERS
 
 # Layers split into two towers; fc8 is one layer.
@@ -83,9 +84,8 @@ def load_paper_weights(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
 def save_paper_weights(model: keras.Model, path: str | os.PathLike) -> None:
     """Writes the model's weights as a bvlc_alexnet.npy-style file (atomically)."""
     path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}.npy"
-    np.save(tmp, np.array(get_paper_weights(model), dtype=object), allow_pickle=True)
-    os.replace(tmp, path)
+    with atomic.temporary_path(path, suffix=".npy") as tmp:  # np.save adds .npy otherwise
+        np.save(tmp, np.array(get_paper_weights(model), dtype=object), allow_pickle=True)
 
 
 def _paper_shapes(model: keras.Model, targets: list[str]) -> tuple[tuple, tuple]:

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from alexnet_tf.data.boxes import patch_boxes_to_original
 from alexnet_tf.data.manifest import load_manifest
+from alexnet_tf.results import metrics
 from alexnet_tf.results.boxes import TOP_K as LOCALIZATION_GUESSES
 from alexnet_tf.results.boxes import LocalizationCounter, images_with_boxes
 from alexnet_tf.results.trained_models import ModelSource, load_source
@@ -42,7 +43,7 @@ MODES = ("center", "ten_patch")
 # The run's TensorBoard directory (training.SUMMARY_DIR): `tensorboard --logdir WORKDIR/tensorboard`
 # shows training and these evaluations together.
 SUMMARY_DIR = "tensorboard"
-TOP_K = (1, 5)
+TOP_K = metrics.TOP_K
 
 
 class EvaluationError(RuntimeError):
@@ -101,7 +102,7 @@ def average_localizations(
         dtype=np.float64,
     ).astype(np.float32)
     k = min(k, probabilities.shape[-1])
-    classes = top_k_classes(probabilities, k)
+    classes = metrics.top_k_classes(probabilities, k)  # the tie rule of the top-k errors
     geometry = np.repeat(np.asarray(geometry), k, axis=0)  # one row per (image, guess)
     boxes = []
     for o in outputs:
@@ -134,11 +135,6 @@ def score_localization(
     return counter, boxes
 
 
-def top_k_classes(probabilities: np.ndarray, k: int) -> np.ndarray:
-    """The k most probable classes per row, most probable first; ties go to the lower index."""
-    return np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
-
-
 @dataclasses.dataclass
 class ErrorCounter:
     """Counts top-k mistakes over masked batches, overall and per class."""
@@ -159,11 +155,11 @@ class ErrorCounter:
                 f"labels outside [0, {self.num_classes}): {sorted(set(labels.tolist()))[:10]}; "
                 "does the model's number of classes match the data's manifest?"
             )
-        top = top_k_classes(probabilities, max(self.top_k))
+        ranks = metrics.label_ranks(probabilities, labels).numpy()  # ties: see metrics.py
         self.count += labels.size
         np.add.at(self.per_class_count, labels, 1)
         for k in self.top_k:
-            wrong = ~(top[:, :k] == labels[:, None]).any(axis=1)
+            wrong = ranks >= k
             np.add.at(self.per_class_wrong[k], labels[wrong], 1)
 
     def errors(self) -> dict[str, float]:

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf.data.boxes import patch_boxes_to_original
+from alexnet_tf.model import endpoints_model
 from alexnet_tf.model.box_head import BOX_LAYER, boxes_of_classes, class_boxes
 from alexnet_tf.results.boxes import TOP_K, LocalizationCounter, images_with_boxes
 from alexnet_tf.training import optimizer
@@ -136,6 +137,19 @@ def top_k_boxes(logits: tf.Tensor, boxes: tf.Tensor, k: int = TOP_K) -> tuple[tf
     k = min(k, int(logits.shape[-1]))
     classes = tf.math.top_k(logits, k=k).indices
     return classes, tf.cast(class_boxes(boxes, classes), tf.float32)
+
+
+def eval_box_fn(model: keras.Model, normalizer: tf.Module):
+    """A compiled `images → (top-5 classes, their boxes normalized to the crop)` for the
+    evaluation during training (centre crops, inference mode)."""
+    endpoints = endpoints_model(model, ["fc8", BOX_LAYER])
+
+    @tf.function(autograph=False)
+    def boxes_of(images):
+        outputs = endpoints(normalizer(images, training=False), training=False)
+        return top_k_boxes(tf.cast(outputs["fc8"], tf.float32), outputs[BOX_LAYER])
+
+    return boxes_of
 
 
 def count_localizations(
