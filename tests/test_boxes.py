@@ -164,8 +164,10 @@ def _locate(crop, stored):
     return np.unravel_index(np.argmin(cost), cost.shape)
 
 
-def test_train_boxes_follow_the_random_crop_and_the_reflection(converted):
-    files = converted["files"][256]
+@pytest.mark.parametrize("resize", [256, 0])
+def test_train_boxes_follow_the_random_crop_and_the_reflection(converted, resize):
+    """For 256×256 records and for original-size ones (cut to their central square here)."""
+    files = converted["files"][resize]
     by_label = _records(files)
     kwargs = dict(seed=3, deterministic=True, shuffle_buffer=4)
     with_boxes = ip.make_train_dataset(files, 4, with_boxes=True, **kwargs)
@@ -180,10 +182,14 @@ def test_train_boxes_follow_the_random_crop_and_the_reflection(converted):
             images.numpy(), labels.numpy(), got.numpy(), has_box.numpy(), strict=True
         ):
             record = by_label[int(label)]
-            stored = tf.io.decode_jpeg(record["image/encoded"][0]).numpy()
+            stored = crops.stored_image_from_jpeg(record["image/encoded"][0]).numpy()
             dy, dx = _locate(image, stored)
             keys = ("ymin", "xmin", "ymax", "xmax")
             mine = np.array([record[f"image/object/bbox/{k}"] for k in keys]).T.reshape(-1, 4)
+            height, width = record["image/height"][0], record["image/width"][0]
+            side = min(height, width)
+            top, left = (height - side) // 2, (width - side) // 2
+            mine = (mine * [height, width, height, width] - [top, left, top, left]) / side
             if len(mine) == 0:
                 assert not has and np.all(box == 0)
                 continue

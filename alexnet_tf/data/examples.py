@@ -54,7 +54,8 @@ def tf_features(keys=None, *, required: bool = False) -> dict:
 
 
 FEATURES = tf_features(PIPELINE_KEYS)
-BOX_FEATURES = tf_features(BOX_KEYS)
+BOX_FEATURES = tf_features(BOX_KEYS)  # evaluation: whole boxes and geometry
+TRAIN_BOX_FEATURES = tf_features(records.STORED_BOX_KEYS)  # training: the stored image's boxes
 
 
 def parse_example(serialized: tf.Tensor, label_offset: int = 0) -> dict[str, tf.Tensor]:

@@ -85,7 +85,7 @@ PARSE_BLOCK = 64  # records parsed and checked together (see _parsed)
 
 
 def _parsed(
-    records: tf.data.Dataset, label_offset, num_classes, extra=None, with_boxes=False
+    records: tf.data.Dataset, label_offset, num_classes, extra=None, extra_features=None
 ) -> tf.data.Dataset:
     """(encoded, label, *extra) per record of a dataset of (record, shard path) pairs.
 
@@ -99,13 +99,13 @@ def _parsed(
         extra: optional `extra(block_index, features)` giving a tuple of `[k, ...]` tensors of
             per-record values (the training crop offsets, boxes), from the block's position in
             the stream and its parsed features.
-        with_boxes: also parse the box keys (`examples.BOX_FEATURES`) for `extra`.
+        extra_features: more keys to parse for `extra` (a `tf.io` spec).
     """
     upper = num_classes if num_classes is not None else tf.int32.max
 
     def parse(block_index, block):
         serialized, shards = block
-        spec = {**examples_lib.FEATURES, **(examples_lib.BOX_FEATURES if with_boxes else {})}
+        spec = {**examples_lib.FEATURES, **(extra_features or {})}
         features = tf.io.parse_example(serialized, spec)
         example = examples_lib.from_features(features, label_offset)
         names, labels = example["filename"], example["label"]
@@ -261,7 +261,8 @@ def make_train_dataset(
             return (drawn,)
         return (drawn, *examples_lib.train_boxes(features, drawn))
 
-    examples = _parsed(records, label_offset, num_classes, offsets, with_boxes)
+    boxes = examples_lib.TRAIN_BOX_FEATURES if with_boxes else None
+    examples = _parsed(records, label_offset, num_classes, offsets, boxes)
     images = examples.map(
         lambda encoded, label, offset, *box: (train_crop(encoded, offset), label, *box),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -307,8 +308,8 @@ def make_eval_dataset(
     def ground_truth(block_index, features):
         return (*examples_lib.ground_truth(features), examples_lib.geometry(features))
 
-    extra = ground_truth if with_boxes else None
-    examples = _parsed(records, label_offset, num_classes, extra, with_boxes)
+    extra, boxes = (ground_truth, examples_lib.BOX_FEATURES) if with_boxes else (None, None)
+    examples = _parsed(records, label_offset, num_classes, extra, boxes)
     crops = examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     # padded_batch: the number of boxes differs between images (it is a no-op without boxes).
     batches = crops.padded_batch(per_replica) if with_boxes else crops.batch(per_replica)
