@@ -116,8 +116,7 @@ def main(argv: list[str]) -> None:
         config.validate()
         common_flags.write_flags_file(config.workdir)
         result = training.train(config)
-    except preemption.PreemptedError as e:
-        print(f"train: {e}", file=sys.stderr)
+    except preemption.PreemptedError:  # its one line (where it saved) is already logged
         sys.exit(preemption.EXIT_RESUMABLE)
     except (
         training.ConfigError,

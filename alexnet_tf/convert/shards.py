@@ -207,8 +207,12 @@ def _guarded(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
     """write_shard, with a failure turned into a result so the other shards go on."""
     try:
         return write_shard(task, tick)
-    except atomic.WriteError as e:  # a full disk fails every shard: stop (see run_tasks)
-        return ShardResult(file=task.file, error=str(e), write_error=(e.path, e.errno, e.strerror))
+    except atomic.WriteError as e:
+        if e.errno in atomic.DISK_ERRORS:  # a full disk fails every shard: stop (see run_tasks)
+            return ShardResult(
+                file=task.file, error=str(e), write_error=(e.path, e.errno, e.strerror)
+            )
+        return ShardResult(file=task.file, error=f"{task.file}: {e}")
     except Exception as e:  # noqa: BLE001 - any failure of one shard is reported, not fatal
         detail = traceback.format_exception_only(type(e), e)[-1].strip()
         return ShardResult(file=task.file, error=f"{task.file}: {detail}")

@@ -326,7 +326,7 @@ def _warn_if_disk_short(directory: str, state: TrainState, latest: str | None) -
     free = shutil.disk_usage(directory).free
     if free < needed:
         logging.warning(
-            "only %.0f MB free in %s; the next checkpoint needs about %.0f MB. Free some space "
+            "only %.1f MB free in %s; the next checkpoint needs about %.1f MB. Free some space "
             "or train in another --workdir, or the run will stop at its next checkpoint",
             free / 1e6, directory, needed / 1e6,
         )  # fmt: skip

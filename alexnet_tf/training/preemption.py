@@ -34,6 +34,7 @@ import threading
 import types
 
 import tensorflow as tf
+from absl import logging
 
 # sysexits.h EX_TEMPFAIL, "temporary failure; the user is invited to retry": the state is saved
 # and the same command resumes it. Unlike 143 (128 + SIGTERM) it says the handler ran and the
@@ -107,10 +108,10 @@ def lost_worker(error: tf.errors.OpError, step: int, checkpoint: str | None) -> 
         (line for line in lines if re.search(r"unhealthy|aborted by|reset|deadline", line, re.I)),
         lines[-1] if lines else type(error).__name__,
     )
-    return WorkerLostError(
+    message = (
         f"lost another worker during step {step + 1} ({type(error).__name__}: {cause}); "
         f"nothing was saved after {checkpoint or 'the start'}. Start every worker again with "
-        "the same command to resume from it",
-        step,
-        checkpoint,
+        "the same command to resume from it"
     )
+    logging.error("%s", message)
+    return WorkerLostError(message, step, checkpoint)
