@@ -142,6 +142,37 @@ def test_describe_counts_the_head():
     assert "77,353,224" in proc.stdout
 
 
+_PLACED_HEAD = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from alexnet_tf.model import build_alexnet, endpoints_model
+    model = build_alexnet(10, devices=("/CPU:0", "/CPU:1"), localization=True, seed=0)
+    out = endpoints_model(model, ["bbox", "fc6_b"])(np.zeros((1, 227, 227, 3), np.float32))
+    print(json.dumps({
+        "variables": [v.value.device for v in model.get_layer("bbox").weights],
+        "ran_on": out["bbox"].device, "tower_b": out["fc6_b"].device,
+    }))
+    """
+)
+
+
+def test_head_runs_on_the_first_towers_device():
+    proc = subprocess.run(
+        [sys.executable, "-c", _PLACED_HEAD], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    placed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(d.endswith("CPU:0") for d in placed["variables"]), placed
+    assert placed["ran_on"].endswith("CPU:0") and placed["tower_b"].endswith("CPU:1"), placed
+
+
 def test_checkpoint_without_head_loads_into_model_without_head(tmp_path):
     plain = build_alexnet(10, init="he", seed=1)
     prefix = tf.train.Checkpoint(model=plain).save(str(tmp_path / "ckpt"))

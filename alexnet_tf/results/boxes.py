@@ -18,6 +18,9 @@ import dataclasses
 
 import numpy as np
 
+IOU_THRESHOLD = 0.5  # ILSVRC-2012 task 2: "overlap ... at least 50%"
+TOP_K = 5  # five guesses
+
 
 def images_with_boxes(manifest, split: str) -> int:
     """How many images of a split have ground-truth boxes, as the converter counted them
@@ -25,10 +28,6 @@ def images_with_boxes(manifest, split: str) -> int:
     `--bbox_dir`)."""
     entry = manifest.raw.get("splits", {}).get(split, {})
     return int(entry.get("boxes", {}).get("images_with_boxes", 0))
-
-
-IOU_THRESHOLD = 0.5  # ILSVRC-2012 task 2: "overlap ... at least 50%"
-TOP_K = 5  # five guesses
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
