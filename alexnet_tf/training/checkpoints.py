@@ -103,10 +103,9 @@ def checkpoints_in(directory: str) -> list[str]:
     except (tf.errors.OpError, ValueError):
         state = None
     if state is not None and state.all_model_checkpoint_paths:
-        prefixes = [
-            p if os.path.isabs(p) else os.path.join(directory, p)
-            for p in state.all_model_checkpoint_paths
-        ]
+        # get_checkpoint_state has already joined relative entries to `directory`: joining
+        # again doubled a relative --workdir (demo_work/x/checkpoints/demo_work/x/...).
+        prefixes = list(state.all_model_checkpoint_paths)
     else:
         pattern = os.path.join(glob.escape(directory), f"{run_files.CHECKPOINT_NAME}-*.index")
         prefixes = [path[: -len(".index")] for path in glob.glob(pattern)]
