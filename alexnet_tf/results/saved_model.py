@@ -32,7 +32,6 @@ Signatures:
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 
 import keras
@@ -41,6 +40,7 @@ import tensorflow as tf
 from alexnet_tf.data.boxes import patch_boxes_to_original
 from alexnet_tf.data.crops import central_square, stored_image
 from alexnet_tf.data.crops import patches as crops_of  # the evaluation's own crops
+from alexnet_tf.files import atomic
 from alexnet_tf.model import IMAGE_SIZE, TOWERS, endpoints_model
 from alexnet_tf.model.box_head import BOX_LAYER, class_boxes, has_box_head
 
@@ -239,22 +239,23 @@ class _Untracked:
 
 
 def save(module: ExportModule, export_dir: str, *, overwrite: bool = False) -> str:
-    """Writes the SavedModel into a temporary sibling directory, then renames it into place."""
+    """Writes the SavedModel into a temporary sibling directory, then renames it into place.
+
+    Raises:
+        FileExistsError: `export_dir` exists and `overwrite` is False.
+        WriteError: it could not be written (the message is one line); nothing partial is left.
+    """
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not overwrite:
         raise FileExistsError(f"--export_dir {export_dir} exists; pass --overwrite to replace it")
-    tmp = f"{export_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     signatures = module.signatures()
     used = {}
     for fn in [*signatures.values(), module.conv1_kernels]:
         for v in fn.get_concrete_function().variables:
             used.setdefault(id(v), v)
     module.saved_variables = list(used.values())
-    tf.saved_model.save(module, tmp, signatures=signatures)
-    if os.path.exists(export_dir):
-        shutil.rmtree(export_dir)
-    os.replace(tmp, export_dir)
+    with atomic.temporary_path(export_dir) as tmp:
+        tf.saved_model.save(module, tmp, signatures=signatures)
     return export_dir
 
 
