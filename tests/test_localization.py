@@ -223,6 +223,30 @@ def test_examples_without_a_box_add_exactly_zero():
     assert np.flatnonzero(grad[0]).tolist() == [12, 13, 14, 15]
 
 
+def test_box_targets_are_mirrored_with_their_images():
+    import keras
+
+    from alexnet_tf.data.augment import Normalizer
+    from alexnet_tf.model.box_head import box_head
+
+    model = keras.Sequential([keras.Input((4096,)), box_head(10)])
+    head = model.get_layer(BOX_LAYER)
+    box = np.array([0.1, 0.2, 0.5, 0.4], np.float32)  # asymmetric: its mirror is another box
+    head.kernel.assign(tf.zeros_like(head.kernel))
+    head.bias.assign(np.tile(box, (10, 1)))  # every example's prediction is `box`
+    batch, seed = 16, tf.constant([7, 3], tf.int64)
+    images = np.zeros((batch, 227, 227, 3), np.uint8)
+    images[:, :, :100] = 255  # white on the left: a mirrored image is white on the right
+    mirrored = Normalizer.reflect(tf.constant(images), seed).numpy()[:, 0, -1, 0] == 255
+    assert mirrored.any() and not mirrored.all()
+    loss = training_boxes.step_box_loss(
+        model, np.zeros((batch, 4096), np.float32), np.zeros(batch, np.int32),
+        np.tile(box, (batch, 1)), np.ones(batch, bool), Normalizer, seed,
+    ).numpy()  # fmt: skip
+    # The target equals the prediction exactly where its image was not mirrored.
+    np.testing.assert_array_equal(loss > 0, mirrored)
+
+
 def test_smooth_l1_is_quadratic_then_linear():
     beta = training_boxes.SMOOTH_L1_BETA
     x = tf.constant([0.0, beta / 2, -beta, 2.0])
