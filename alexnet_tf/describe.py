@@ -1,6 +1,9 @@
 """Prints the layer table of the 2012 network (section 3): kernels, maps, neurons, parameters.
 
-python -m alexnet_tf.describe [--num_classes=1000]
+python -m alexnet_tf.describe [--num_classes=1000] [--localization]
+
+With --localization the table ends with the box regressor of ILSVRC-2012 task 2 (`bbox`, 4
+numbers per class on fc7), and the total counts it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ from absl import app, flags
 
 from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.model import PAPER_LAYERS, TOWERS, build_alexnet
+from alexnet_tf.model.box_head import BOX_LAYER, has_box_head
 from alexnet_tf.model.paper_weights import get_paper_weights
 
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Size of the softmax output.")
+_LOCALIZATION = flags.DEFINE_bool(
+    "localization", False, "Include the box regressor (bbox: 4 numbers per class on fc7)."
+)
 
 
 def layer_table(model: keras.Model) -> list[dict]:
@@ -36,6 +43,18 @@ def layer_table(model: keras.Model) -> list[dict]:
                 "output": shape,
                 "neurons": neurons,
                 "parameters": kernel.size + bias.size,
+            }
+        )
+    if has_box_head(model):
+        head = model.get_layer(BOX_LAYER)
+        units = head.kernel.shape[0] * head.kernel.shape[-1]
+        rows.append(
+            {
+                "layer": BOX_LAYER,
+                "kernel": tuple(head.kernel.shape),
+                "output": (units,),
+                "neurons": units,
+                "parameters": head.count_params(),
             }
         )
     return rows
@@ -62,7 +81,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _NUM_CLASSES.value < 1:
         raise app.UsageError(f"--num_classes must be >= 1; received {_NUM_CLASSES.value}")
-    model = build_alexnet(_NUM_CLASSES.value)
+    model = build_alexnet(_NUM_CLASSES.value, localization=_LOCALIZATION.value)
     print(format_table(layer_table(model)))
 
 

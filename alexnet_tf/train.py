@@ -2,20 +2,27 @@
 
     python -m alexnet_tf.train --flagfile=configs/alexnet.cfg --data_dir=DATA --workdir=RUN
     python -m alexnet_tf.train --flagfile=configs/demo.cfg          # the 10-class digit demo
+    python -m alexnet_tf.train --flagfile=configs/localization.cfg --data_dir=DATA  # task 2
 
 Re-running the same command resumes from RUN/checkpoints; RUN/flags.cfg replays the run.
+
+Exit status: 0 when trained; 75 (EX_TEMPFAIL, `preemption.EXIT_RESUMABLE`) when stopped by
+SIGTERM or SIGINT after writing a checkpoint, or when another worker was lost: run the same
+command again to resume; 1 for an error the message names (a flag, a file, a full disk).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from absl import app, flags, logging
 
 from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.data import input_pipeline
+from alexnet_tf.files.atomic import WriteError
 from alexnet_tf.model import INITS
-from alexnet_tf.training import distribution, schedules
+from alexnet_tf.training import distribution, preemption, schedules
 from alexnet_tf.training import loop as training
 
 flags.adopt_module_key_flags(common_flags)  # --data_dir and --workdir in --help
@@ -77,6 +84,14 @@ MEAN = flags.DEFINE_string("mean", _F.mean, "Mean subtracted from inputs (see in
 PCA_STD = flags.DEFINE_float("pca_std", _F.pca_std, "Std of the PCA colour noise (section 4.1).")
 INPUT_SCALE = flags.DEFINE_float("input_scale", _F.input_scale, "Multiplies centred inputs.")
 SHUFFLE_BUFFER = flags.DEFINE_integer("shuffle_buffer", _F.shuffle_buffer, "Training shuffle.")
+LOCALIZATION = flags.DEFINE_bool(
+    "localization", False,
+    "ILSVRC-2012 task 2: add the box head (4 numbers per class on fc7) and train it with the "
+    "smooth-L1 loss of the true class's box; needs data converted with --bbox_dir.",
+)  # fmt: skip
+BOX_LOSS_WEIGHT = flags.DEFINE_float(
+    "box_loss_weight", _F.box_loss_weight, "Weight of the box loss beside the cross-entropy."
+)
 PREFETCH_TO_DEVICE = flags.DEFINE_integer(
     "prefetch_to_device", _F.prefetch_to_device,
     "Batches copied to the accelerator(s) while earlier steps run (the paper's stage n+1); "
@@ -103,7 +118,14 @@ def main(argv: list[str]) -> None:
         config.validate()
         common_flags.write_flags_file(config.workdir)
         result = training.train(config)
-    except (training.ConfigError, training.NonFiniteLossError, input_pipeline.InputError) as e:
+    except preemption.PreemptedError:  # its one line (where it saved) is already logged
+        sys.exit(preemption.EXIT_RESUMABLE)
+    except (
+        training.ConfigError,
+        training.NonFiniteLossError,
+        input_pipeline.InputError,
+        WriteError,
+    ) as e:
         sys.exit(f"error: {e}")
     logging.info(
         "Finished at step %d: %s (checkpoint %s)", result.step, result.eval, result.checkpoint
@@ -111,7 +133,7 @@ def main(argv: list[str]) -> None:
 
 
 _CONFIG_FLAGS = [
-    f.name for f in training.dataclasses.fields(training.TrainConfig)
+    f.name for f in dataclasses.fields(training.TrainConfig)
     if f.name not in ("data_dir", "workdir", "lr_boundaries")
 ]  # fmt: skip
 

@@ -4,7 +4,8 @@
     python -m alexnet_tf.visualize --checkpoint=exported/demo --data_dir=DATA --output_dir=/tmp/f
 
 Writes conv1_kernels.png (tower a's 48 kernels in the top rows, tower b's below, each 11×11
-kernel drawn 4× larger and scaled to 0–255) and top5.png, and the same images to TensorBoard
+kernel drawn 4× larger and scaled to 0–255) and top5.png (and, for a network with the box head,
+localizations.png: the ground-truth and top guess's boxes), and the same images to TensorBoard
 (WORKDIR/tensorboard/figures, or --output_dir when no training run is known).
 """
 
@@ -15,7 +16,7 @@ from absl import app, flags
 from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.cli import tool_errors
 from alexnet_tf.files import workdir as workdir_lib
-from alexnet_tf.results import figures
+from alexnet_tf.results import figures, localization_figure
 
 flags.adopt_module_key_flags(common_flags)  # --data_dir and --workdir in --help
 
@@ -46,6 +47,11 @@ def main(argv: list[str]) -> None:
             # Beside training's summaries when the run is known.
             summary_dir=workdir_lib.tensorboard(run, "figures") if run else None,
         )
+        # A network with the box head (ILSVRC task 2) also gets localizations.png.
+        localization_figure.write_localizations(
+            checkpoint, output_dir, data_dir=common_flags.DATA_DIR.value,
+            num_images=NUM_IMAGES.value, columns=COLUMNS.value,
+        )  # fmt: skip
 
 
 def run_main() -> None:

@@ -75,6 +75,11 @@ def test_fresh_process_gives_the_checkpoints_probabilities(export_dir, encoded, 
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = dict(np.load(outputs))
+    # A network without the box head serves exactly the outputs it always did.
+    assert sorted(got) == sorted(
+        ["fc7", "fc7_valid", "probabilities", "top_k_indices", "top_k_probabilities",
+         "top_k_texts", "top_k_wnids", "valid"]
+    )  # fmt: skip
     # The checkpoint, fed by the input pipeline's own centre crop of the same JPEG bytes.
     crops = np.stack([eval_crops(tf.constant(e)).numpy() for e in encoded[:2]])
     want = source.predict(crops)

@@ -20,6 +20,7 @@ from alexnet_tf.convert import ConvertError, convert  # noqa: E402
 from alexnet_tf.convert.converter import DEFAULT_QUALITY, DEFAULT_SEED  # noqa: E402
 from alexnet_tf.convert.verify import verify  # noqa: E402
 from alexnet_tf.data.manifest import ManifestError  # noqa: E402
+from alexnet_tf.files.atomic import WriteError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -80,6 +81,9 @@ def main(argv: list[str]) -> int:
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except WriteError as e:  # no space, quota, read-only: whole shards are kept
+        print(f"error: {e}; free some space and run the same command to resume", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             "\ninterrupted: whole shards are kept; run the same command to resume", file=sys.stderr

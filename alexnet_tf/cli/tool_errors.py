@@ -1,4 +1,7 @@
-"""How the evaluation and export binaries report a bad input: one line naming it, exit status 1."""
+"""How the evaluation and export binaries report a bad input or a failed write: one line naming
+it, exit status 1. A damaged checkpoint is a `CheckpointError` (the newest intact one is used
+when a workdir is given, so this is only reached when none is); a full disk, a quota or a
+read-only file system is a `WriteError`, raised after the previous file was left untouched."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import contextlib
 import sys
 
 from alexnet_tf.data.manifest import ManifestError
+from alexnet_tf.files.atomic import WriteError
 from alexnet_tf.training.checkpoints import CheckpointError
 
 # Errors whose message already names the bad flag or file; anything else is a bug and keeps its
@@ -13,6 +17,7 @@ from alexnet_tf.training.checkpoints import CheckpointError
 _USER_ERRORS: tuple[type[Exception], ...] = (
     CheckpointError,
     ManifestError,
+    WriteError,
     FileExistsError,
     FileNotFoundError,
     ValueError,

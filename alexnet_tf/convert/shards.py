@@ -28,6 +28,7 @@ from concurrent import futures
 
 from alexnet_tf.convert import boxes as boxes_lib
 from alexnet_tf.convert import images, records, sources, stats
+from alexnet_tf.files import atomic
 
 STATE_DIR = ".convert_state"
 _STATE_VERSION = 2  # 2: records carry image/original/* and checked boxes
@@ -72,6 +73,7 @@ class ShardResult:
     error: str | None = None
     bad_boxes: list = dataclasses.field(default_factory=list)  # {"file", "image", "reason", ...}
     boxes: dict = dataclasses.field(default_factory=lambda: {"images": 0, "kept": 0})
+    write_error: tuple[str, int, str] | None = None  # (path, errno, reason) of a failed write
 
 
 def sha256_file(path: str) -> str:
@@ -133,11 +135,12 @@ def write_shard(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
         return kept
     result = ShardResult(file=task.file)
     accumulator = stats.Accumulator() if task.with_stats else None
-    tmp = os.path.join(task.output_dir, f".{task.file}.tmp-{os.getpid()}")
     pending = 0
     try:
-        digest = hashlib.sha256()
-        with open(tmp, "wb") as writer:
+        # The shard is renamed into place only once whole, after its statistics and state: a
+        # crash or a full disk leaves no partial shard (atomic.WriteError names the file).
+        with atomic.writing(os.path.join(task.output_dir, task.file), "wb") as writer:
+            digest = hashlib.sha256()
             for item in task.items:
                 pending += 1
                 if pending == _TICK:
@@ -149,29 +152,23 @@ def write_shard(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
                     writer.write(framed)
                     digest.update(framed)
                     result.num_records += 1
-            writer.flush()
-            os.fsync(writer.fileno())  # whole on disk before the rename publishes it
-        result.sha256 = digest.hexdigest()
-        state_path, stats_path = _state_paths(task)
-        os.makedirs(os.path.dirname(state_path), exist_ok=True)
-        if accumulator is not None:
-            accumulator.save(stats_path)
-            result.stats_file = stats_path
-        state = {
-            "fingerprint": fingerprint,
-            "sha256": result.sha256,
-            "num_records": result.num_records,
-            "skipped": result.skipped,
-            "repaired": result.repaired,
-            "bad_boxes": result.bad_boxes,
-            "boxes": result.boxes,
-        }
-        _write_json(state_path, state)
-        os.replace(tmp, os.path.join(task.output_dir, task.file))  # the shard is whole: publish
+            result.sha256 = digest.hexdigest()
+            state_path, stats_path = _state_paths(task)
+            if accumulator is not None:
+                accumulator.save(stats_path)
+                result.stats_file = stats_path
+            state = {
+                "fingerprint": fingerprint,
+                "sha256": result.sha256,
+                "num_records": result.num_records,
+                "skipped": result.skipped,
+                "repaired": result.repaired,
+                "bad_boxes": result.bad_boxes,
+                "boxes": result.boxes,
+            }
+            atomic.write_text(state_path, json.dumps(state))
     finally:
         tick(pending)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return result
 
 
@@ -206,17 +203,16 @@ def _convert_one(task, item, result, accumulator) -> bytes | None:
     )
 
 
-def _write_json(path: str, value) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(value, f)
-    os.replace(tmp, path)
-
-
 def _guarded(task: ShardTask, tick: Callable[[int], None]) -> ShardResult:
     """write_shard, with a failure turned into a result so the other shards go on."""
     try:
         return write_shard(task, tick)
+    except atomic.WriteError as e:
+        if e.errno in atomic.DISK_ERRORS:  # a full disk fails every shard: stop (see run_tasks)
+            return ShardResult(
+                file=task.file, error=str(e), write_error=(e.path, e.errno, e.strerror)
+            )
+        return ShardResult(file=task.file, error=f"{task.file}: {e}")
     except Exception as e:  # noqa: BLE001 - any failure of one shard is reported, not fatal
         detail = traceback.format_exception_only(type(e), e)[-1].strip()
         return ShardResult(file=task.file, error=f"{task.file}: {detail}")
@@ -241,7 +237,11 @@ def run_tasks(
 ) -> list[ShardResult]:
     """Runs every task, in this process (num_workers <= 1) or in a pool of worker processes."""
     if num_workers <= 1 or len(tasks) <= 1:
-        return [_guarded(task, tick) for task in tasks]
+        results = []
+        for task in tasks:
+            results.append(_guarded(task, tick))
+            _raise_write_error(results[-1])
+        return results
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
 
@@ -267,7 +267,18 @@ def run_tasks(
                     results.append(future.result())
                 except futures.process.BrokenProcessPool as e:
                     results.append(ShardResult(file=task.file, error=f"{task.file}: {e}"))
+                if results[-1].write_error:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    _raise_write_error(results[-1])
     finally:
         queue.put(None)
         reader.join()
     return results
+
+
+def _raise_write_error(result: ShardResult) -> None:
+    """Stops the conversion on a failed write (no space, quota, read-only): the other shards
+    would fail the same way. Whole shards are kept; the same command resumes."""
+    if result.write_error:
+        path, number, reason = result.write_error
+        raise atomic.WriteError(path, OSError(number, reason))

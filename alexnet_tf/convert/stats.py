@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from alexnet_tf.convert.images import STATS_SIZE
+from alexnet_tf.files import atomic
 
 
 class Accumulator:
@@ -40,14 +41,13 @@ class Accumulator:
 
     def save(self, path: str) -> None:
         """Writes the sums to `path` (.npz) atomically."""
-        tmp = f"{path}.tmp-{os.getpid()}.npz"
-        np.savez(
-            tmp,
-            num_images=self.num_images,
-            image_sum=self.image_sum,
-            outer_sum=self.outer_sum,
-        )
-        os.replace(tmp, path)
+        with atomic.temporary_path(path, suffix=".npz") as tmp:  # np.savez adds .npz otherwise
+            np.savez(
+                tmp,
+                num_images=self.num_images,
+                image_sum=self.image_sum,
+                outer_sum=self.outer_sum,
+            )
 
     @classmethod
     def load(cls, path: str) -> Accumulator:
@@ -75,9 +75,8 @@ class Accumulator:
         # eigh's signs are arbitrary; fix them so reruns give the same manifest.
         eigenvectors = eigenvectors * np.where(eigenvectors.sum(axis=0) < 0, -1.0, 1.0)
         path = os.path.join(output_dir, mean_image_name)
-        tmp = f"{path}.tmp-{os.getpid()}.npy"
-        np.save(tmp, (self.image_sum / self.num_images).astype(np.float32))
-        os.replace(tmp, path)
+        with atomic.temporary_path(path, suffix=".npy") as tmp:  # np.save adds .npy otherwise
+            np.save(tmp, (self.image_sum / self.num_images).astype(np.float32))
         return {
             "mean_image": mean_image_name,
             "channel_mean": mean.tolist(),

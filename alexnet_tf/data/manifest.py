@@ -36,6 +36,8 @@ import os
 
 import numpy as np
 
+from alexnet_tf.files import atomic
+
 MANIFEST_NAME = "manifest.json"
 FORMAT = 1
 SPLITS = ("train", "validation")
@@ -149,11 +151,4 @@ def load_manifest(data_dir: str) -> Manifest:
 
 def write_manifest(data_dir: str, manifest: dict) -> str:
     """Writes `manifest` atomically (temporary file, then rename); returns its path."""
-    path = manifest_path(data_dir)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump({"format": FORMAT, **manifest}, f, indent=1, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(manifest_path(data_dir), {"format": FORMAT, **manifest})

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf.model.box_head import BOX_LAYER, box_head
 from alexnet_tf.model.layers import (
     CrossTowerLRN,
     LocalResponseNormalization,
@@ -70,6 +71,7 @@ def build_alexnet(
     dropout_rate: float = DROPOUT_RATE,
     init: str = "paper",
     seed: int | None = None,
+    localization: bool = False,
     name: str = "alexnet",
 ) -> keras.Model:
     """Builds the 2012 AlexNet as a Keras functional model.
@@ -90,11 +92,14 @@ def build_alexnet(
         init: "paper" for N(0, 0.01) weights and the paper's biases of 1 (section 5), "he" for
             He-normal weights and zero biases (used by the demo configuration; see configs/).
         seed: seed of the initializers; `None` draws from Keras's global seed.
+        localization: also regress one box per class from fc7 (ILSVRC-2012 task 2): a layer
+            named `bbox` beside fc8 (see `alexnet_tf.model.box_head`).
         name: name of the model.
 
     Returns:
         A model from a float32 batch of mean-subtracted 227×227×3 RGB images to class
-        probabilities. Its layers follow the paper's names (`conv1_a`, …, `fc7`, `fc8`).
+        probabilities. Its layers follow the paper's names (`conv1_a`, …, `fc7`, `fc8`). With
+        `localization`, the model returns `{"predictions": [B, K], "bbox": [B, 4K]}`.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1; received {num_classes!r}")
@@ -185,6 +190,9 @@ def build_alexnet(
     h = PlacedDropout(dropout_rate, device=placement["a"], name="drop7")(fc7)
     logits = dense("fc8", None, num_classes, activation=None)(h)
     probs = keras.layers.Softmax(name="predictions")(logits)
+    if localization:
+        boxes = box_head(num_classes, placement["a"], next(seeds) if seeds is not None else None)(h)
+        return keras.Model(images, {"predictions": probs, BOX_LAYER: boxes}, name=name)
     return keras.Model(images, probs, name=name)
 
 

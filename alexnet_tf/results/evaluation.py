@@ -7,6 +7,13 @@
 * model averaging (section 6): "averaging the predictions of five similar CNNs" — the softmax
   outputs of several models are averaged, after each has averaged its own ten patches.
 
+Localization (ILSVRC-2012 task 2), for a network with the box head: each of the five guesses
+also carries its class's box; `localization_error` is the fraction of the images with
+ground-truth boxes where no guess has the right class and a box with IoU >= 0.5
+(`results/boxes.py`). With ten patches, a guess's box is the mean of its ten patch boxes, each
+mapped back to the original image (reflections un-reflected). Boxes are compared in the original
+image's pixels.
+
 Every validation example is scored exactly once: the evaluation dataset pads its last batch and
 marks the padding with `mask=False`, and the number of scored examples is checked against the
 manifest.
@@ -24,16 +31,20 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf.data.boxes import patch_boxes_to_original
 from alexnet_tf.data.manifest import load_manifest
 from alexnet_tf.files import atomic
 from alexnet_tf.files import workdir as workdir_lib
+from alexnet_tf.results import metrics
+from alexnet_tf.results.boxes import TOP_K as LOCALIZATION_GUESSES
+from alexnet_tf.results.boxes import LocalizationCounter, images_with_boxes
 from alexnet_tf.results.trained_models import ModelSource, load_source
 
 MODES = ("center", "ten_patch")
 # The run's TensorBoard directory (training.SUMMARY_DIR): `tensorboard --logdir WORKDIR/tensorboard`
 # shows training and these evaluations together.
 SUMMARY_DIR = workdir_lib.TENSORBOARD_DIR
-TOP_K = (1, 5)
+TOP_K = metrics.TOP_K
 
 
 class EvaluationError(RuntimeError):
@@ -61,9 +72,68 @@ def average_probabilities(sources: Sequence[ModelSource], images: np.ndarray) ->
     return np.mean(per_model, axis=0, dtype=np.float64).astype(np.float32)
 
 
-def top_k_classes(probabilities: np.ndarray, k: int) -> np.ndarray:
-    """The k most probable classes per row, most probable first; ties go to the lower index."""
-    return np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+def average_localizations(
+    sources: Sequence[ModelSource],
+    images: np.ndarray,
+    geometry: np.ndarray,
+    k: int = LOCALIZATION_GUESSES,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Averaged class probabilities and the boxes of the top-k guesses, in original pixels.
+
+    Args:
+        sources: one or more networks with the box head (several: their boxes are averaged
+            too, after each is mapped to the original image).
+        images: (B, 227, 227, 3) centre crops or (B, 10, 227, 227, 3) ten patches, uint8.
+        geometry: (B, ...) the evaluation dataset's `geometry`, which maps a patch's boxes back
+            to its original image (`data.boxes.patch_boxes_to_original`).
+        k: guesses per image.
+
+    Returns:
+        probabilities (B, K) float32 as `average_probabilities`; classes (B, k), most probable
+        first; boxes (B, k, 4) float32, (ymin, xmin, ymax, xmax) in original-image pixels.
+    """
+    images = np.asarray(images)
+    ten_patch = images.ndim == 5
+    b, patches = images.shape[0], images.shape[1] if ten_patch else 1
+    flat = images.reshape((-1,) + images.shape[-3:])
+    outputs = [source.predict(flat) for source in sources]
+    probabilities = np.mean(
+        [o["predictions"].reshape(b, patches, -1).mean(axis=1) for o in outputs],
+        axis=0,
+        dtype=np.float64,
+    ).astype(np.float32)
+    k = min(k, probabilities.shape[-1])
+    classes = metrics.top_k_classes(probabilities, k)  # the tie rule of the top-k errors
+    geometry = np.repeat(np.asarray(geometry), k, axis=0)  # one row per (image, guess)
+    boxes = []
+    for o in outputs:
+        per_class = o["bbox"].reshape(b, patches, -1, 4)
+        chosen = np.take_along_axis(per_class, classes[:, None, :, None], axis=2)  # b, P, k, 4
+        chosen = chosen.transpose(0, 2, 1, 3).reshape(b * k, patches, 4)
+        mapped = np.asarray(
+            patch_boxes_to_original(chosen if ten_patch else chosen[:, 0], geometry, ten_patch)
+        )
+        boxes.append(mapped.mean(axis=1) if ten_patch else mapped)
+    boxes = np.mean(boxes, axis=0).reshape(b, k, 4).astype(np.float32)
+    return probabilities, classes, boxes
+
+
+def score_localization(
+    sources: Sequence[ModelSource],
+    batches: Iterable,
+    num_classes: int,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[ErrorCounter, LocalizationCounter]:
+    """Scores batches of (images, labels, mask, gt_boxes, gt_valid, geometry) once each."""
+    counter, boxes = ErrorCounter(num_classes), LocalizationCounter()
+    for images, labels, mask, gt_boxes, gt_valid, geometry in batches:
+        probabilities, classes, predicted = average_localizations(sources, images, geometry)
+        counter.update(probabilities, labels, mask)
+        boxes.update(classes, predicted, labels, gt_boxes, gt_valid, mask)
+        if progress is not None:
+            progress(counter.count)
+    return counter, boxes
 
 
 @dataclasses.dataclass
@@ -86,11 +156,11 @@ class ErrorCounter:
                 f"labels outside [0, {self.num_classes}): {sorted(set(labels.tolist()))[:10]}; "
                 "does the model's number of classes match the data's manifest?"
             )
-        top = top_k_classes(probabilities, max(self.top_k))
+        ranks = metrics.label_ranks(probabilities, labels).numpy()  # ties: see metrics.py
         self.count += labels.size
         np.add.at(self.per_class_count, labels, 1)
         for k in self.top_k:
-            wrong = ~(top[:, :k] == labels[:, None]).any(axis=1)
+            wrong = ranks >= k
             np.add.at(self.per_class_wrong[k], labels[wrong], 1)
 
     def errors(self) -> dict[str, float]:
@@ -176,6 +246,8 @@ def evaluate(
         "checkpoints": [s.name for s in sources],
         "data_dir": os.path.abspath(data_dir),
     }
+    # Localization needs the box head in every averaged network and boxes in the data.
+    localize = all(s.has_boxes for s in sources) and images_with_boxes(manifest, "validation") > 0
     for mode in modes:
         dataset = make_eval_dataset(
             split.files,
@@ -183,6 +255,7 @@ def evaluate(
             label_offset=manifest.label_offset,
             ten_patch=mode == "ten_patch",
             num_classes=manifest.num_classes,
+            **({"with_boxes": True} if localize else {}),
         )
         every = max(1, split.num_examples // 10)
         last = [0]
@@ -193,9 +266,14 @@ def evaluate(
                 last[0] = count
 
         with input_errors(split.files):
-            counter = score(
-                sources, dataset.as_numpy_iterator(), manifest.num_classes, progress=progress
-            )
+            if localize:
+                counter, boxes = score_localization(
+                    sources, dataset.as_numpy_iterator(), manifest.num_classes, progress=progress
+                )
+            else:
+                counter = score(
+                    sources, dataset.as_numpy_iterator(), manifest.num_classes, progress=progress
+                )
         log(f"{mode}: scored {counter.count} examples; the manifest has {split.num_examples}")
         if counter.count != split.num_examples:
             raise EvaluationError(
@@ -207,11 +285,24 @@ def evaluate(
             f"{mode}: top-1 error {result[mode]['top1_error']:.4f}, "
             f"top-5 error {result[mode]['top5_error']:.4f}"
         )
+        if localize:
+            _add_localization(result, mode, boxes, log)
         if per_class:
             result.setdefault("per_class", {})[mode] = counter.per_class_errors(manifest.synsets)
     if workdir:
         write_results(workdir, result, step=max(s.step for s in sources))
     return result
+
+
+def _add_localization(result: dict, mode: str, boxes: LocalizationCounter, log) -> None:
+    result["num_localized"] = boxes.count
+    if boxes.count:
+        result[mode].update(boxes.errors())
+        log(
+            f"{mode}: localization error {result[mode]['localization_error']:.4f} (top-1 "
+            f"{result[mode]['localization_top1_error']:.4f}, mean IoU "
+            f"{result[mode]['mean_iou']:.3f}) on {boxes.count} images with boxes"
+        )
 
 
 def write_results(workdir: str, result: dict, step: int = 0) -> str:

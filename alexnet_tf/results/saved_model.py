@@ -13,11 +13,16 @@ Signatures:
                      probabilities float32 [B, K], valid bool [B].
                      A string that is not an image gives valid=False, zero probabilities,
                      indices -1 and empty names, and does not fail the batch.
+                     With the box head (ILSVRC task 2) also top_k_boxes float32 [B, k, 4]:
+                     each guess's box, (ymin, xmin, ymax, xmax) in pixels of the image as
+                     sent (the central square and the resize undone; with ten patches the mean
+                     of the ten patches' boxes, reflections un-reflected); zeros if not valid.
     predict_images   images: float32 [B, 227, 227, 3] already normalized → the same outputs
                      (no `valid`).
     fc7              images: string [B] → fc7 float32 [B, 4096] (centre patch), valid bool [B].
-    predict_crops    crops: uint8 [B, 227, 227, 3] → predictions [B, K], fc7 [B, 4096]
-                     (used by alexnet_tf.evaluate/visualize/retrieve on exported models).
+    predict_crops    crops: uint8 [B, 227, 227, 3] → predictions [B, K], fc7 [B, 4096], and
+                     with the box head bbox [B, 4K] (class c's box in columns 4c … 4c+3,
+                     normalized to the crop) (used by alexnet_tf.evaluate/visualize/retrieve).
 
     python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/demo
     saved_model_cli run --dir exported/demo --tag_set serve --signature_def serving_default \
@@ -27,15 +32,17 @@ Signatures:
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 
+from alexnet_tf.data.boxes import patch_boxes_to_original
+from alexnet_tf.data.crops import central_square, stored_image
 from alexnet_tf.data.crops import patches as crops_of  # the evaluation's own crops
-from alexnet_tf.data.crops import stored_image
+from alexnet_tf.files import atomic
 from alexnet_tf.model import IMAGE_SIZE, TOWERS, endpoints_model
+from alexnet_tf.model.box_head import BOX_LAYER, class_boxes, has_box_head
 
 
 class ExportModule(tf.Module):
@@ -53,7 +60,7 @@ class ExportModule(tf.Module):
         step: int = 0,
     ):
         super().__init__(name="alexnet_export")
-        num_classes = model.output_shape[-1]
+        num_classes = model.get_layer("fc8").units
         if len(wnids) != num_classes or len(texts) != num_classes:
             raise ValueError(
                 f"the model has {num_classes} classes but {len(wnids)} wnids and {len(texts)} texts"
@@ -63,7 +70,9 @@ class ExportModule(tf.Module):
         # The Keras model is kept out of the saved object graph (as keras.export.ExportArchive
         # does): saved as Keras layers, its variables are not restored by the TF1-style loaders
         # of `saved_model_cli run` and TF Serving. `save` lists the variables the functions use.
-        self._keras = _Untracked(model, endpoints_model(model, ["fc7", "predictions"]))
+        self.has_boxes = has_box_head(model)
+        names = ["fc7", "predictions"] + ([BOX_LAYER] if self.has_boxes else [])
+        self._keras = _Untracked(model, endpoints_model(model, names))
         self.normalizer = normalizer
         self.wnids = tf.Variable(list(wnids), trainable=False, name="wnids")
         self.texts = tf.Variable(list(texts), trainable=False, name="texts")
@@ -73,8 +82,9 @@ class ExportModule(tf.Module):
         self.num_classes = num_classes
 
     # -- helpers traced into the signatures --------------------------------------------------
-    def _decode(self, images: tf.Tensor, ten_patch: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        """Encoded strings [n] → crops [n, P, 227, 227, 3] uint8 and valid [n] bool.
+    def _decode(self, images: tf.Tensor, ten_patch: bool) -> tuple[tf.Tensor, ...]:
+        """Encoded strings [n] → crops [n, P, 227, 227, 3] uint8, valid [n] bool and the
+        decoded images' (height, width) [n, 2] int32 (zeros where not valid).
 
         Decoding runs in a tf.data pipeline with `ignore_errors`, the one graph-level way to drop
         an element whose decoding fails without failing the whole call; the surviving indices say
@@ -85,11 +95,12 @@ class ExportModule(tf.Module):
 
         def decode(index, data):
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            return index, crops_of(stored_image(image), ten_patch)
+            return index, crops_of(stored_image(image), ten_patch), tf.shape(image)[:2]
 
         sentinel = (
             tf.constant(-1, tf.int64),
             tf.zeros([patches, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8),
+            tf.zeros([2], tf.int32),
         )
         dataset = (
             tf.data.Dataset.from_tensor_slices((tf.range(n), images))
@@ -99,21 +110,59 @@ class ExportModule(tf.Module):
             .concatenate(tf.data.Dataset.from_tensors(sentinel))
             .batch(n + 1)
         )
-        indices, crops = dataset.get_single_element()
-        indices, crops = indices[:-1], crops[:-1]
+        indices, crops, sizes = dataset.get_single_element()
+        indices, crops, sizes = indices[:-1], crops[:-1], sizes[:-1]
         valid = tf.scatter_nd(indices[:, None], tf.ones_like(indices, tf.bool), [n])
         shape = tf.concat([[n], tf.shape(crops, out_type=tf.int64)[1:]], 0)
-        return tf.scatter_nd(indices[:, None], crops, shape), valid
+        sizes = tf.scatter_nd(indices[:, None], sizes, tf.stack([n, 2]))
+        return tf.scatter_nd(indices[:, None], crops, shape), valid, sizes
 
     def _run(self, crops: tf.Tensor) -> dict[str, tf.Tensor]:
-        """uint8 crops [n, P, 227, 227, 3] → patch-averaged predictions and fc7 [n, ...]."""
+        """uint8 crops [n, P, 227, 227, 3] → patch-averaged predictions and fc7 [n, ...], and
+        each patch's own boxes, bbox [n, P, 4K] (a box only means something in its patch)."""
         n, patches = tf.shape(crops)[0], tf.shape(crops)[1]
         flat = tf.reshape(crops, [-1, IMAGE_SIZE, IMAGE_SIZE, 3])
         out = self._keras.endpoints(self.normalizer(flat, training=False), training=False)
+        per_patch = {k: tf.reshape(v, [n, patches, v.shape[-1]]) for k, v in out.items()}
         return {
-            name: tf.reduce_mean(tf.reshape(value, [n, patches, value.shape[-1]]), axis=1)
-            for name, value in out.items()
+            name: value if name == BOX_LAYER else tf.reduce_mean(value, axis=1)
+            for name, value in per_patch.items()
         }
+
+    def _boxes_in_input(
+        self, boxes: tf.Tensor, classes: tf.Tensor, sizes: tf.Tensor, ten_patch: bool
+    ) -> tf.Tensor:
+        """The boxes of `classes` [n, k] in pixels of the decoded input images.
+
+        Args:
+            boxes: bbox [n, P, 4K], normalized to each patch.
+            classes: int [n, k].
+            sizes: int [n, 2], each input image's (height, width).
+            ten_patch: the P=10 patches are TEN_PATCHES then their reflections.
+
+        Returns:
+            float32 [n, k, 4]: each patch's box mapped back through the evaluation's own
+            geometry (`data.boxes.patch_boxes_to_original`: reflections un-reflected, the patch
+            placed in the 256×256 image, that image in the input's central square), then the
+            mean over the patches.
+        """
+        patches, k = (10 if ten_patch else 1), tf.shape(classes)[1]
+        chosen = class_boxes(
+            tf.reshape(boxes, [-1, boxes.shape[-1]]), tf.repeat(classes, patches, axis=0)
+        )  # n·P, k, 4
+        chosen = tf.transpose(tf.reshape(chosen, [-1, patches, k, 4]), [0, 2, 1, 3])
+        chosen = tf.reshape(chosen, [-1, patches, 4])  # n·k, P, 4
+        # The geometry make_eval_dataset gives a record, here of the decoded input: the frame
+        # (the central square that became the 256×256 image) and the input's size.
+        height, width = sizes[:, 0], sizes[:, 1]
+        y, x, side = central_square(height, width)
+        geometry = tf.cast(tf.stack([y, x, y + side, x + side, height, width], -1), tf.float32)
+        geometry = tf.repeat(geometry, k, axis=0)
+        if ten_patch:
+            mapped = tf.reduce_mean(patch_boxes_to_original(chosen, geometry, True), axis=1)
+        else:
+            mapped = patch_boxes_to_original(chosen[:, 0], geometry, False)
+        return tf.reshape(mapped, [-1, k, 4])
 
     def _top_k(self, probabilities: tf.Tensor, valid: tf.Tensor) -> dict[str, tf.Tensor]:
         probabilities = tf.where(valid[:, None], probabilities, tf.zeros_like(probabilities))
@@ -133,8 +182,14 @@ class ExportModule(tf.Module):
     # -- the exported functions -------------------------------------------------------------
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve(self, images):
-        crops, valid = self._decode(images, self.ten_patch)
-        return self._top_k(self._run(crops)["predictions"], valid)
+        crops, valid, sizes = self._decode(images, self.ten_patch)
+        out = self._run(crops)
+        outputs = self._top_k(out["predictions"], valid)
+        if self.has_boxes:
+            classes = tf.maximum(outputs["top_k_indices"], 0)
+            boxes = self._boxes_in_input(out[BOX_LAYER], classes, sizes, self.ten_patch)
+            outputs["top_k_boxes"] = tf.where(valid[:, None, None], boxes, tf.zeros_like(boxes))
+        return outputs
 
     @tf.function(
         input_signature=[
@@ -142,14 +197,14 @@ class ExportModule(tf.Module):
         ]
     )
     def predict_images(self, images):
-        probabilities = self._keras.model(images, training=False)
+        probabilities = self._keras.endpoints(images, training=False)["predictions"]
         outputs = self._top_k(probabilities, tf.ones(tf.shape(images)[:1], tf.bool))
         del outputs["valid"]
         return outputs
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def fc7(self, images):
-        crops, valid = self._decode(images, ten_patch=False)
+        crops, valid, _ = self._decode(images, ten_patch=False)
         features = self._run(crops)["fc7"]
         return {"fc7": tf.where(valid[:, None], features, tf.zeros_like(features)), "valid": valid}
 
@@ -157,7 +212,10 @@ class ExportModule(tf.Module):
         input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name="crops")]
     )
     def predict_crops(self, crops):
-        return self._run(crops[:, None])
+        out = self._run(crops[:, None])
+        if self.has_boxes:
+            out[BOX_LAYER] = out[BOX_LAYER][:, 0]
+        return out
 
     @tf.function(input_signature=[])
     def conv1_kernels(self):
@@ -181,12 +239,15 @@ class _Untracked:
 
 
 def save(module: ExportModule, export_dir: str, *, overwrite: bool = False) -> str:
-    """Writes the SavedModel into a temporary sibling directory, then renames it into place."""
+    """Writes the SavedModel into a temporary sibling directory, then renames it into place.
+
+    Raises:
+        FileExistsError: `export_dir` exists and `overwrite` is False.
+        WriteError: it could not be written (the message is one line); nothing partial is left.
+    """
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not overwrite:
         raise FileExistsError(f"--export_dir {export_dir} exists; pass --overwrite to replace it")
-    tmp = f"{export_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     signatures = module.signatures()
     used = {}
     for fn in [*signatures.values(), module.conv1_kernels]:
@@ -198,10 +259,8 @@ def save(module: ExportModule, export_dir: str, *, overwrite: bool = False) -> s
     module.saved_variables = sorted(
         used.values(), key=lambda v: (rank.get(id(v), len(rank)), v.name)
     )
-    tf.saved_model.save(module, tmp, signatures=signatures)
-    if os.path.exists(export_dir):
-        shutil.rmtree(export_dir)
-    os.replace(tmp, export_dir)
+    with atomic.temporary_path(export_dir) as tmp:
+        tf.saved_model.save(module, tmp, signatures=signatures)
     return export_dir
 
 

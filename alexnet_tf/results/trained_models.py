@@ -19,6 +19,7 @@ import tensorflow as tf
 from alexnet_tf.data.manifest import Manifest, ManifestError, load_manifest
 from alexnet_tf.files import workdir as workdir_lib
 from alexnet_tf.model import IMAGE_SIZE, conv1_kernels, endpoints_model
+from alexnet_tf.model.box_head import BOX_LAYER, has_box_head
 from alexnet_tf.training import checkpoints as checkpoints_lib
 
 CROPS_SPEC = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name="crops")
@@ -31,6 +32,7 @@ class ModelSource:
     wnids: list[str]
     texts: list[str]
     step: int  # the training step of the weights (0 if unknown)
+    has_boxes: bool = False  # the network has the box head of ILSVRC task 2 (`bbox`)
 
     @property
     def num_classes(self) -> int:
@@ -40,10 +42,13 @@ class ModelSource:
         """Runs uint8 crops (B, 227, 227, 3) through the network (inference mode).
 
         Returns:
-            {"predictions": (B, K) softmax outputs, "fc7": (B, 4096) features}.
+            {"predictions": (B, K) softmax outputs, "fc7": (B, 4096) features}, and with
+            `has_boxes` "bbox": (B, 4K) boxes, class c's (ymin, xmin, ymax, xmax) in columns
+            4c … 4c+3, normalized to the crop.
         """
         outputs = self._predict(tf.convert_to_tensor(crops, tf.uint8))
-        return {"predictions": outputs["predictions"].numpy(), "fc7": outputs["fc7"].numpy()}
+        names = ("predictions", "fc7", BOX_LAYER) if self.has_boxes else ("predictions", "fc7")
+        return {name: outputs[name].numpy() for name in names}
 
     def conv1_kernels(self) -> np.ndarray:
         """(11, 11, 3, 96) float32, tower a's 48 kernels first."""
@@ -89,7 +94,9 @@ class CheckpointSource(ModelSource):
         else:
             self.wnids = [f"class_{i}" for i in range(num_classes)]
             self.texts = list(self.wnids)
-        self.endpoints = endpoints_model(self.model, ["fc7", "predictions"])
+        self.has_boxes = has_box_head(self.model)
+        names = ["fc7", "predictions"] + ([BOX_LAYER] if self.has_boxes else [])
+        self.endpoints = endpoints_model(self.model, names)
         self._predict = tf.function(self._forward, input_signature=[CROPS_SPEC])
 
     def _forward(self, crops):
@@ -115,6 +122,7 @@ class SavedModelSource(ModelSource):
         self.wnids = [s.decode() for s in self.loaded.wnids.numpy()]
         self.texts = [s.decode() for s in self.loaded.texts.numpy()]
         self._predict = self.loaded.predict_crops
+        self.has_boxes = BOX_LAYER in self.loaded.signatures["predict_crops"].structured_outputs
 
     def conv1_kernels(self) -> np.ndarray:
         return self.loaded.conv1_kernels().numpy()

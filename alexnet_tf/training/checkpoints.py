@@ -17,16 +17,27 @@ A training WORKDIR holds:
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
+import re
+import shutil
+import time
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
+from absl import logging
 
+from alexnet_tf.files import atomic
+from alexnet_tf.files import workdir as run_files
 from alexnet_tf.model import build_alexnet
+from alexnet_tf.training import preemption
 
-MODEL_CONFIG = "model_config.json"
-CHECKPOINT_DIR = "checkpoints"
+MODEL_CONFIG = run_files.MODEL_CONFIG
+CHECKPOINT_DIR = run_files.CHECKPOINT_DIR
+_NUMBER = re.compile(r"-(\d+)$")
 
 
 class CheckpointError(ValueError):
@@ -35,17 +46,11 @@ class CheckpointError(ValueError):
 
 def write_model_config(workdir: str, config: dict) -> str:
     """Writes WORKDIR/model_config.json atomically; returns its path."""
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, MODEL_CONFIG)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(config, f, indent=1)
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(run_files.model_config(workdir), config)
 
 
 def read_model_config(workdir: str) -> dict:
-    path = os.path.join(workdir, MODEL_CONFIG)
+    path = run_files.model_config(workdir)
     try:
         with open(path) as f:
             return json.load(f)
@@ -57,21 +62,124 @@ def read_model_config(workdir: str) -> dict:
         raise CheckpointError(f"{path} can't be read: {e}") from e
 
 
+def checkpoint_number(prefix: str) -> int:
+    """N of a `.../ckpt-N` prefix (0 if it has none)."""
+    match = _NUMBER.search(prefix)
+    return int(match.group(1)) if match else 0
+
+
+def damage(prefix: str) -> str | None:
+    """Why the checkpoint `prefix` can't be read back, or None if every tensor of it reads.
+
+    Reads the whole checkpoint (its index, and every tensor with its checksum), so a data file
+    cut short, emptied or corrupted is found before a restore half-applies it.
+    """
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for key, dtype in reader.get_variable_to_dtype_map().items():
+            # RestoreV2, as a restore reads it: the reader's get_tensor can't return variants
+            # (the input position), and this checks each tensor's checksum the same way.
+            tf.raw_ops.RestoreV2(
+                prefix=prefix, tensor_names=[key], shape_and_slices=[""], dtypes=[dtype]
+            )
+    except (tf.errors.OpError, IndexError, ValueError, OSError, RuntimeError) as e:
+        message = str(e.message if isinstance(e, tf.errors.OpError) else e).strip()
+        # "{{function_node ...}} Read less bytes than requested [Op:RestoreV2]" → the reason
+        message = re.sub(
+            r"^\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]$", "", message.splitlines()[0] if message else ""
+        )
+        return message or type(e).__name__
+    return None
+
+
+def checkpoints_in(directory: str) -> list[str]:
+    """The `ckpt-N` prefixes of `directory`, newest first.
+
+    Those the folder's `checkpoint` state file lists (TensorFlow updates it only once a
+    checkpoint is complete); if that file is missing or unreadable, every `ckpt-N.index` found.
+    """
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except (tf.errors.OpError, ValueError):
+        state = None
+    if state is not None and state.all_model_checkpoint_paths:
+        # get_checkpoint_state has already joined relative entries to `directory`: joining
+        # again doubled a relative --workdir (demo_work/x/checkpoints/demo_work/x/...).
+        prefixes = list(state.all_model_checkpoint_paths)
+    else:
+        pattern = os.path.join(glob.escape(directory), f"{run_files.CHECKPOINT_NAME}-*.index")
+        prefixes = [path[: -len(".index")] for path in glob.glob(pattern)]
+    return sorted((p for p in prefixes if _NUMBER.search(p)), key=checkpoint_number, reverse=True)
+
+
+def latest_intact(
+    directory: str,
+    warn: Callable[[str], None] = logging.warning,
+    complete: Callable[[str], bool] | None = None,
+) -> str | None:
+    """The newest checkpoint of `directory` that reads back whole; None if there is none at all.
+
+    Each damaged checkpoint passed over is named in a `warn` line.
+
+    Args:
+        directory: a checkpoints/ folder.
+        warn: where the warnings go.
+        complete: if given, checkpoints for which it is False (a multi-worker run stopped before
+            every worker saved its part) are passed over too, unless no other one is left.
+
+    Raises:
+        CheckpointError: there are checkpoints but none of them can be read; the message names
+            them and what the user can do.
+    """
+    damaged, incomplete = [], []
+    for prefix in checkpoints_in(directory):
+        if complete is not None and not complete(prefix):
+            incomplete.append(prefix)
+            continue
+        reason = damage(prefix)
+        if reason is None:
+            if incomplete:
+                warn(f"{', '.join(incomplete)} lack another worker's part; resuming from {prefix}")
+            return prefix
+        damaged.append(f"{prefix} ({reason})")
+        warn(f"checkpoint {prefix} can't be read ({reason}); trying an older one")
+    if incomplete:  # none is whole and complete: the newest whole one, whatever its parts
+        return latest_intact(directory, warn)
+    if damaged:
+        raise CheckpointError(
+            f"no checkpoint in {directory} can be read: {'; '.join(damaged)}. Train in another "
+            "--workdir, or remove these files to start that run from scratch"
+        )
+    return None
+
+
 def resolve_checkpoint(path: str) -> tuple[str, str]:
     """Resolves a training WORKDIR, its checkpoints/ folder, or a `ckpt-N` prefix.
 
+    A WORKDIR resolves to its newest checkpoint that reads back whole (a damaged newer one is
+    named in a warning and skipped); a `ckpt-N` prefix named by the user must read back whole.
+
     Returns:
         (checkpoint prefix, the training WORKDIR it belongs to).
+
+    Raises:
+        CheckpointError: nothing readable at `path`; the message names the files.
     """
     if os.path.isdir(path):
         workdir = path
         if os.path.basename(os.path.normpath(path)) == CHECKPOINT_DIR:
             workdir = os.path.dirname(os.path.normpath(path))
-        prefix = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
+        prefix = latest_intact(run_files.checkpoints(workdir))
         if prefix is None:
-            raise CheckpointError(f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}")
+            raise CheckpointError(f"no checkpoint in {run_files.checkpoints(workdir)}")
         return prefix, workdir
     if tf.io.gfile.exists(path + ".index"):
+        reason = damage(path)
+        if reason is not None:
+            raise CheckpointError(
+                f"checkpoint {path} can't be read ({reason}); pass an older ckpt-N or the "
+                "training workdir (its newest intact checkpoint is used)"
+            )
         return path, os.path.dirname(os.path.dirname(os.path.abspath(path)))
     raise CheckpointError(
         f"{path!r} is neither a training workdir nor a checkpoint prefix (like .../ckpt-100)"
@@ -89,7 +197,7 @@ def load_trained_model(path: str) -> tuple[keras.Model, dict, str]:
     """Rebuilds and restores the model of a training run.
 
     Args:
-        path: a training WORKDIR (its latest checkpoint is used) or a `ckpt-N` prefix.
+        path: a training WORKDIR (its newest intact checkpoint is used) or a `ckpt-N` prefix.
 
     Returns:
         (model, the run's model_config.json as a dict, the checkpoint prefix used).
@@ -99,3 +207,148 @@ def load_trained_model(path: str) -> tuple[keras.Model, dict, str]:
     model = build_alexnet(config["num_classes"], **config.get("model", {}))
     restore_model(model, prefix)
     return model, config, prefix
+
+
+def save_checkpoint(
+    manager: tf.train.CheckpointManager, step: int, passthrough: tuple[type, ...] = ()
+) -> str:
+    """`manager.save(checkpoint_number=step)`, with a failed write reported as a `WriteError`.
+
+    TensorFlow writes the checkpoint's files, then points the folder's `checkpoint` state file at
+    them (a rename): a failure leaves the previous checkpoints and the state file as they were.
+    Whatever the failed save left of ckpt-`step` is removed.
+
+    Args:
+        manager: saves the checkpoint.
+        step: its number.
+        passthrough: errors raised as they are (a lost peer of a multi-worker save is no
+            write error).
+
+    Raises:
+        atomic.WriteError: one line naming the checkpoint and the reason (no space, quota,
+            read-only file system...).
+    """
+    prefix = os.path.join(manager.directory, f"{run_files.CHECKPOINT_NAME}-{step}")
+    try:
+        return manager.save(checkpoint_number=step)
+    except passthrough:
+        raise
+    except (tf.errors.OpError, OSError) as e:
+        for leftover in glob.glob(glob.escape(prefix) + "[._]*"):
+            if os.path.isdir(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                os.remove(leftover)
+        raise atomic.WriteError(prefix, _os_error(e)) from e
+
+
+# TensorFlow reports a failed file write as an OpError whose message ends in the OS's reason.
+_ERRNO_OF_CODE = {
+    tf.errors.RESOURCE_EXHAUSTED: errno.ENOSPC,
+    tf.errors.PERMISSION_DENIED: errno.EACCES,
+    tf.errors.FAILED_PRECONDITION: errno.EROFS,
+}
+
+
+def _os_error(error: Exception) -> OSError:
+    if isinstance(error, OSError):
+        return error
+    reason = str(error.message if hasattr(error, "message") else error).strip()
+    reason = reason.splitlines()[0].rsplit("; ", 1)[-1] if reason else type(error).__name__
+    return OSError(_ERRNO_OF_CODE.get(getattr(error, "error_code", None), errno.EIO), reason)
+
+
+class RunCheckpoints:
+    """The checkpoints of a run in progress: the newest intact one restored, one saved per call.
+
+    The chief's checkpoint holds the whole state and its input position. Every other worker of a
+    multi-worker run takes part in each save (the variables' collectives need it) but writes to
+    WORKDIR/tmp-worker-N, deleted right after; its own input position goes to
+    WORKDIR/input-worker-N, saved at the same steps.
+    """
+
+    def __init__(
+        self,
+        state_checkpoint: Callable[..., tf.train.Checkpoint],
+        input_state: dict,
+        workdir: str,
+        *,
+        worker: int = 0,
+        workers: int = 1,
+        chief: bool = True,
+        keep: int = 3,
+    ):
+        self.directory = run_files.checkpoints(workdir)
+        self.workdir, self.workers = workdir, workers
+        self.chief = chief
+        self.checkpoint = state_checkpoint(**(input_state if chief else {}))
+        save_dir = self.directory if chief else run_files.worker_scratch(workdir, worker)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, save_dir, max_to_keep=keep, checkpoint_name=run_files.CHECKPOINT_NAME
+        )
+        self.input_manager = None
+        if not chief:
+            self.input_manager = tf.train.CheckpointManager(
+                tf.train.Checkpoint(**input_state), run_files.worker_input(workdir, worker),
+                max_to_keep=keep, checkpoint_name=run_files.CHECKPOINT_NAME,
+            )  # fmt: skip
+
+    def restore(self) -> str | None:
+        """Restores the newest intact checkpoint; returns its prefix (None: nothing to resume).
+
+        Raises:
+            CheckpointError: the checkpoints are all damaged, or belong to a different run
+                (model, optimizer or data do not match).
+        """
+        latest = latest_intact(self.directory, complete=self._saved_by_every_worker)
+        if latest is None:
+            return None
+        try:
+            status = self.checkpoint.restore(latest).assert_existing_objects_matched()
+            if self.input_manager is not None:
+                status.expect_partial()  # the chief's input position is not this worker's
+                self._restore_worker_input(os.path.basename(latest))
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise CheckpointError(
+                f"checkpoint {latest} belongs to a different run (model, optimizer or data do "
+                f"not match): {e}"
+            ) from e
+        return latest
+
+    def save(self, step: int) -> str | None:
+        """Saves ckpt-`step`; returns its prefix on the chief (None on the other workers).
+
+        Raises:
+            atomic.WriteError: the checkpoint could not be written (one line: path, reason).
+        """
+        start = time.perf_counter()
+        passthrough = preemption.LOST_PEER_ERRORS if self.workers > 1 else ()
+        path = save_checkpoint(self.manager, step, passthrough)
+        if self.chief:
+            size = sum(os.path.getsize(f) for f in glob.glob(glob.escape(path) + ".*"))
+            logging.info(
+                "Saved %s (%.0f MB) in %.2f s", path, size / 1e6, time.perf_counter() - start
+            )
+            return path
+        save_checkpoint(self.input_manager, step, passthrough)
+        shutil.rmtree(self.manager.directory, ignore_errors=True)
+        return None
+
+    def _saved_by_every_worker(self, prefix: str) -> bool:
+        """Whether every other worker saved its input position beside the chief's `prefix`."""
+        name = os.path.basename(prefix) + ".index"
+        return all(
+            os.path.exists(os.path.join(run_files.worker_input(self.workdir, w), name))
+            for w in range(1, self.workers)
+        )
+
+    def _restore_worker_input(self, name: str) -> None:
+        path = os.path.join(self.input_manager.directory, name)
+        if not tf.io.gfile.exists(path + ".index"):
+            logging.warning(
+                "%s was not saved (the run stopped between the checkpoint and it); this "
+                "worker's input starts again from the beginning of its shards",
+                path,
+            )
+            return
+        self.input_manager.checkpoint.restore(path).assert_consumed()

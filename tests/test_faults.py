@@ -1,0 +1,546 @@
+"""Faults a week-long run meets: preemption, damaged checkpoints, full disks, lost workers.
+
+Each fault is made to happen (a signal, a file cut short, a write that raises ENOSPC, a worker
+frozen or killed) and the test checks the program's answer: one line that names the file or the
+cause, nothing partial on disk, and a re-run that continues exactly where it should. The cheap
+stand-in network of test_train_distributed.py keeps the runs to seconds; one case trains the
+real network through the binary. This file is also the script the multi-worker tests start:
+
+    python tests/test_faults.py DATA_DIR WORKDIR '{"train_steps": 30, ...}'
+"""
+
+import contextlib
+import dataclasses
+import errno
+import glob
+import json
+import logging
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from test_train_distributed import SMALL, TIMEOUT, _free_ports, _state, tiny_alexnet  # noqa: E402
+
+DETERMINISTIC = {**SMALL, "deterministic": True, "seed": 5, "log_every_steps": 100}
+LOST_WORKER_BOUND_S = 60  # the coordination service's heartbeat timeout is about 10 s
+NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _config(data_dir, workdir, **changes):
+    from alexnet_tf.training import loop as training
+
+    return training.TrainConfig(
+        data_dir=data_dir, workdir=str(workdir), **{**DETERMINISTIC, **changes}
+    )
+
+
+def _train(config):
+    from alexnet_tf.training import loop as training
+
+    return training.train(config, build_model=tiny_alexnet)
+
+
+def _assert_same_weights(a, b, exact=True):
+    expected, got = _state(a), _state(b)
+    assert expected.keys() == got.keys() and len(expected) > 4
+    for key, value in expected.items():
+        if exact:
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
+        else:  # all-reduce order may differ by round-off between runs
+            np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def _ckpt(workdir, step):
+    return os.path.join(str(workdir), "checkpoints", f"ckpt-{step}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Preemption
+
+
+def test_sigterm_after_step_n_saves_step_n_and_the_rerun_is_bit_for_bit(
+    tools_data_dir, tmp_path, monkeypatch, caplog
+):
+    from alexnet_tf.training import preemption, summaries
+
+    config = _config(tools_data_dir, tmp_path / "broken", train_steps=8)
+    whole = _train(dataclasses.replace(config, workdir=str(tmp_path / "whole")))
+    assert whole.checkpoint.endswith("ckpt-8")
+
+    add = summaries.Window.add
+    calls = []
+
+    def add_then_sigterm(self, *args):  # SIGTERM arrives while step 3 is being accounted for
+        add(self, *args)
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(summaries.Window, "add", add_then_sigterm)
+    with caplog.at_level(logging.WARNING), pytest.raises(preemption.PreemptedError) as stopped:
+        _train(config)
+    assert stopped.value.step == 3 and stopped.value.checkpoint == _ckpt(config.workdir, 3)
+    lines = [r.getMessage() for r in caplog.records if "stopped by" in r.getMessage()]
+    assert lines == [
+        f"stopped by SIGTERM after step 3; saved {_ckpt(config.workdir, 3)}. Run the same "
+        "command again to resume"
+    ]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+    monkeypatch.setattr(summaries.Window, "add", add)
+    resumed = _train(config)
+    assert resumed.step == 8
+    _assert_same_weights(whole.checkpoint, resumed.checkpoint)
+
+
+def _binary(*args, wait=True):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alexnet_tf.train", *args], cwd=REPO, env=env, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    if wait:
+        return process.returncode if process.wait(TIMEOUT) is not None else None, process
+    return None, process
+
+
+def test_sigterm_to_the_real_network_binary_exits_resumable_and_resumes_exactly(
+    tools_data_dir, tmp_path
+):
+    """The one real-network case: `python -m alexnet_tf.train`, SIGTERM after its first step."""
+    from alexnet_tf.training.checkpoints import load_trained_model
+    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+
+    flags = [
+        f"--data_dir={tools_data_dir}", "--train_steps=3", "--batch_size=4",
+        "--eval_every_steps=0", "--log_every_steps=1", "--checkpoint_every_steps=100",
+        "--init=he", "--input_scale=0.015625", "--shuffle_buffer=16", "--seed=3",
+        "--deterministic",
+    ]  # fmt: skip
+    broken = tmp_path / "broken"
+    _, process = _binary(*flags, f"--workdir={broken}", wait=False)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if "step 1/3" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    stderr = "".join(seen) + process.stderr.read()
+    assert process.wait(TIMEOUT) == EXIT_RESUMABLE, stderr
+    assert "Traceback" not in stderr
+    stopped = [line for line in stderr.splitlines() if "] stopped by" in line]
+    assert len(stopped) == 1 and "stopped by SIGTERM after step" in stopped[0], stderr
+    step = int(stopped[0].split("after step ")[1].split(";")[0])
+    assert 1 <= step < 3 and f"saved {_ckpt(broken, step)}." in stopped[0]
+
+    rc, process = _binary(*flags, f"--workdir={broken}")
+    assert rc == 0, process.stderr.read()
+    rc, process = _binary(*flags, f"--workdir={tmp_path / 'whole'}")
+    assert rc == 0, process.stderr.read()
+    _assert_same_weights(_ckpt(tmp_path / "whole", 3), _ckpt(broken, 3))
+
+    # The tools skip a damaged newest checkpoint the same way (they load through checkpoints.py).
+    _cut_short(_ckpt(broken, 3))
+    _, _, prefix = load_trained_model(str(broken))
+    assert prefix == _ckpt(broken, step)
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged checkpoints
+
+
+def _cut_short(prefix, keep=0.5):
+    data = glob.glob(prefix + ".data-*")[0]
+    with open(data, "r+b") as f:
+        f.truncate(int(os.path.getsize(data) * keep))
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.0], ids=["truncated", "zero_bytes"])
+def test_damaged_latest_checkpoint_is_skipped_with_a_warning(
+    tools_data_dir, tmp_path, caplog, keep
+):
+    from alexnet_tf.training.checkpoints import resolve_checkpoint
+
+    config = _config(tools_data_dir, tmp_path / "run", train_steps=4, checkpoint_every_steps=2)
+    whole = _train(dataclasses.replace(config, workdir=str(tmp_path / "whole"), train_steps=6))
+    _train(config)
+    _cut_short(_ckpt(config.workdir, 4), keep)
+
+    with caplog.at_level(logging.INFO):
+        assert resolve_checkpoint(config.workdir)[0] == _ckpt(config.workdir, 2)  # the tools
+        resumed = _train(dataclasses.replace(config, train_steps=6))
+    messages = [r.getMessage() for r in caplog.records]
+    warnings = [m for m in messages if m.startswith(f"checkpoint {_ckpt(config.workdir, 4)} ")]
+    assert len(warnings) == 2 and "can't be read" in warnings[0]  # once per load
+    assert f"Resumed from {_ckpt(config.workdir, 2)} at step 2" in messages
+    _assert_same_weights(whole.checkpoint, resumed.checkpoint)
+
+
+def test_no_intact_checkpoint_stops_naming_the_files_and_the_choices(
+    tools_data_dir, tmp_path, capsys
+):
+    from alexnet_tf.cli.tool_errors import reported
+    from alexnet_tf.training import loop as training
+    from alexnet_tf.training.checkpoints import CheckpointError, resolve_checkpoint
+
+    config = _config(tools_data_dir, tmp_path / "run", train_steps=4, checkpoint_every_steps=2)
+    _train(config)
+    for step in (2, 4):
+        _cut_short(_ckpt(config.workdir, step))
+    with pytest.raises(training.ConfigError) as error:
+        _train(dataclasses.replace(config, train_steps=6))
+    message = str(error.value)
+    assert _ckpt(config.workdir, 2) in message and _ckpt(config.workdir, 4) in message
+    assert "another --workdir" in message and "remove these files" in message
+    assert not os.path.exists(_ckpt(config.workdir, 6) + ".index")  # no silent fresh start
+
+    with pytest.raises(SystemExit) as exit_status, reported("evaluate"):
+        resolve_checkpoint(config.workdir)
+    assert exit_status.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("evaluate: error: no checkpoint in") and err.count("\n") == 1
+    with pytest.raises(CheckpointError, match="ckpt-4 can't be read"):
+        resolve_checkpoint(_ckpt(config.workdir, 4))  # named by the user: not replaced
+
+
+# ---------------------------------------------------------------------------------------------
+# Full disks
+
+
+def test_checkpoint_that_cannot_be_written_stops_in_one_line_and_keeps_the_previous(
+    tools_data_dir, tmp_path, monkeypatch
+):
+    import tensorflow as tf
+
+    from alexnet_tf.files.atomic import WriteError
+
+    config = _config(tools_data_dir, tmp_path / "run", train_steps=4, checkpoint_every_steps=2)
+    save = tf.train.CheckpointManager.save
+
+    def save_until_the_disk_is_full(self, checkpoint_number=None, **kwargs):
+        if checkpoint_number == 4:  # TensorFlow's own error, after a partial file
+            partial = os.path.join(self.directory, "ckpt-4_temp")
+            os.makedirs(partial)
+            with open(os.path.join(partial, "part-00000-of-00001.data-00000-of-00001"), "wb") as f:
+                f.write(b"\0" * 100)
+            raise tf.errors.ResourceExhaustedError(
+                None, None, f"{partial}/part-00000-of-00001.index; No space left on device"
+            )
+        return save(self, checkpoint_number=checkpoint_number, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save_until_the_disk_is_full)
+    with pytest.raises(WriteError) as error:
+        _train(config)
+    assert str(error.value) == f"cannot write {_ckpt(config.workdir, 4)}: No space left on device"
+    assert tf.train.latest_checkpoint(os.path.dirname(_ckpt(config.workdir, 2))).endswith("ckpt-2")
+    assert sorted(os.listdir(os.path.dirname(_ckpt(config.workdir, 2)))) == [
+        "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+    ]  # fmt: skip
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
+    assert _train(config).checkpoint == _ckpt(config.workdir, 4)
+
+
+def test_start_up_warns_when_the_next_checkpoint_may_not_fit(
+    tools_data_dir, tmp_path, monkeypatch, caplog
+):
+    import shutil
+
+    config = _config(tools_data_dir, tmp_path / "run", train_steps=1)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    with caplog.at_level(logging.WARNING):
+        _train(config)
+    warnings = [r.getMessage() for r in caplog.records if "MB free in" in r.getMessage()]
+    assert len(warnings) == 1 and os.path.join(config.workdir, "checkpoints") in warnings[0]
+    assert "the next checkpoint needs about" in warnings[0]
+
+
+@contextlib.contextmanager
+def _disk_full_for(monkeypatch, module, marker):
+    """Makes `open` in `module` fail with ENOSPC, after a partial write, for paths with `marker`."""
+    real_open = open
+
+    class _Filling:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise NO_SPACE
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def filling_open(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        return _Filling(f) if marker in os.fspath(path) and "w" in mode else f
+
+    monkeypatch.setattr(module, "open", filling_open, raising=False)
+    yield
+    monkeypatch.undo()
+
+
+def test_converter_shard_that_cannot_be_written_stops_and_the_rerun_completes(
+    demo_tree, tmp_path, monkeypatch
+):
+    from alexnet_tf.convert import convert
+    from alexnet_tf.files import atomic
+    from alexnet_tf.files.atomic import WriteError
+
+    def run():
+        return convert(
+            output_dir=str(tmp_path), train_dir=demo_tree["train_dir"],
+            val_dir=demo_tree["val_dir"], val_labels=demo_tree["val_labels"],
+            train_shards=2, val_shards=1, resize=64, num_workers=1, show_progress=False,
+        )  # fmt: skip
+
+    with (
+        _disk_full_for(monkeypatch, atomic, "train-00001-of-00002"),
+        pytest.raises(WriteError) as error,
+    ):
+        run()
+    shard = os.path.join(str(tmp_path), "train-00001-of-00002")
+    assert str(error.value) == f"cannot write {shard}: No space left on device"
+    left = [p for p in os.listdir(tmp_path) if "train-00001" in p or atomic.is_temporary(p)]
+    assert left == [] and not os.path.exists(os.path.join(str(tmp_path), "manifest.json"))
+    result = run()
+    assert result.complete and result.shards_reused >= 1  # whole shards were kept
+
+
+def _no_space_after_a_partial_file(file, *args, **kwargs):
+    """np.save that leaves part of its file and then finds the disk full."""
+    file = os.fspath(file)
+    with open(file if file.endswith(".npy") else file + ".npy", "wb") as f:
+        f.write(b"\x93NUMPY partial")
+    raise NO_SPACE
+
+
+# The tools' own writes: these pass once results/figures.py, retrieval.py and saved_model.py write
+# through alexnet_tf.files.atomic (the conversions are made beside this change).
+PENDING_ATOMIC = pytest.mark.xfail(
+    reason="needs the tools' writes converted to alexnet_tf.files.atomic", strict=False
+)
+
+
+@PENDING_ATOMIC
+def test_figure_that_cannot_be_written_is_one_line_and_nothing_partial(tmp_path, monkeypatch):
+    import matplotlib
+
+    from alexnet_tf.files.atomic import WriteError
+    from alexnet_tf.results import figures
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    path = str(tmp_path / "conv1_kernels.png")
+
+    def draw(value):  # through the module's own writer, whichever it is
+        if hasattr(figures, "save_figure"):
+            fig = plt.figure(figsize=(1, 1))
+            fig.figimage(np.full((4, 4, 3), value, np.uint8))
+            return figures.save_figure(fig, path)
+        return figures.write_png(path, np.full((4, 4, 3), value, np.uint8))
+
+    draw(0)
+    before = pathlib.Path(path).read_bytes()
+    real_open = open
+
+    def full_disk_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and str(tmp_path) in os.fspath(file):
+            f.write(b"\x89PNG partial")
+            f.close()
+            raise NO_SPACE
+        return f
+
+    monkeypatch.setattr("builtins.open", full_disk_open)
+    with pytest.raises(WriteError) as error:
+        draw(255)
+    monkeypatch.undo()
+    assert str(error.value) == f"cannot write {path}: No space left on device"
+    assert os.listdir(tmp_path) == ["conv1_kernels.png"]
+    assert pathlib.Path(path).read_bytes() == before
+
+
+@PENDING_ATOMIC
+def test_feature_file_that_cannot_be_written_is_one_line_and_nothing_partial(tmp_path, monkeypatch):
+    from alexnet_tf.files.atomic import WriteError
+    from alexnet_tf.results import retrieval
+
+    path = str(tmp_path / "features.npy")
+    batches = [(np.zeros((2, 227, 227, 3), np.uint8), np.array([0, 1]), np.array([True, True]))]
+    monkeypatch.setattr(np, "save", _no_space_after_a_partial_file)
+    with pytest.raises(WriteError) as error:
+        retrieval.extract_features(batches, lambda x: np.ones((len(x), 3)), path, 2, dim=3)
+    assert str(error.value).endswith(": No space left on device")
+    assert str(error.value).startswith("cannot write " + str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
+@PENDING_ATOMIC
+def test_export_that_cannot_be_written_is_one_line_and_nothing_partial(tmp_path, monkeypatch):
+    import types
+
+    import tensorflow as tf
+
+    from alexnet_tf.files.atomic import WriteError
+    from alexnet_tf.results import saved_model
+
+    def partial_saved_model(module, export_dir, signatures=None, **kwargs):
+        os.makedirs(os.path.join(export_dir, "variables"))
+        with open(os.path.join(export_dir, "saved_model.pb"), "wb") as f:
+            f.write(b"partial")
+        raise NO_SPACE
+
+    no_variables = types.SimpleNamespace(
+        get_concrete_function=lambda: types.SimpleNamespace(variables=[])
+    )
+    module = types.SimpleNamespace(signatures=dict, conv1_kernels=no_variables)
+    module._keras = types.SimpleNamespace(model=types.SimpleNamespace(weights=[]))
+    monkeypatch.setattr(tf.saved_model, "save", partial_saved_model)
+    export_dir = str(tmp_path / "exported")
+    with pytest.raises(WriteError) as error:
+        saved_model.save(module, export_dir)
+    assert str(error.value) == f"cannot write {export_dir}: No space left on device"
+    assert os.listdir(tmp_path) == []
+
+
+def test_tools_report_a_failed_write_in_one_line(capsys):
+    from alexnet_tf.cli.tool_errors import reported
+    from alexnet_tf.files.atomic import WriteError
+
+    with pytest.raises(SystemExit) as exit_status, reported("export"):
+        raise WriteError("/runs/a/exported", NO_SPACE)
+    assert exit_status.value.code == 1
+    assert capsys.readouterr().err == (
+        "export: error: cannot write /runs/a/exported: No space left on device\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Several workers: a stop request and a lost worker
+
+
+def _start_workers(data_dir, workdir, config):
+    """Starts two local --strategy=multi_worker processes running this file's _main."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config)}
+        processes.append(subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), data_dir, str(workdir),
+             json.dumps({**config, "strategy": "multi_worker"})],
+            cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        ))  # fmt: skip
+    return processes
+
+
+def _finish(processes, timeout=TIMEOUT):
+    try:
+        return [p.communicate(timeout=timeout)[0] for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+
+
+def _wait_for(path, processes):
+    deadline = time.time() + TIMEOUT
+    while not os.path.exists(path) and time.time() < deadline:
+        assert all(p.poll() is None for p in processes), _finish(processes)
+        time.sleep(0.05)
+
+
+MULTI = {**DETERMINISTIC, "train_steps": 30, "checkpoint_every_steps": 5, "keep_checkpoints": 10}
+
+
+@pytest.fixture(scope="module")
+def unbroken_two_workers(tools_data_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("unbroken")
+    processes = _start_workers(tools_data_dir, workdir, MULTI)
+    outputs = _finish(processes)
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    return _ckpt(workdir, 30)
+
+
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(
+    tools_data_dir, tmp_path, unbroken_two_workers
+):
+    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+
+    processes = _start_workers(tools_data_dir, tmp_path, MULTI)
+    _wait_for(_ckpt(tmp_path, 5) + ".index", processes)
+    processes[1].send_signal(signal.SIGTERM)  # only worker 1 is preempted
+    outputs = _finish(processes)
+    assert [p.returncode for p in processes] == [EXIT_RESUMABLE] * 2, outputs
+    steps = [int(out.split("STOPPED at ")[1].split(":")[0]) for out in outputs]
+    assert steps[0] == steps[1] < 30, outputs
+    assert "stopped by SIGTERM" in outputs[1] and "another worker's stop request" in outputs[0]
+    assert os.path.exists(_ckpt(tmp_path, steps[0]) + ".index")
+    assert os.path.exists(tmp_path / "input-worker-1" / f"ckpt-{steps[0]}.index")
+
+    outputs = _finish(_start_workers(tools_data_dir, tmp_path, MULTI))
+    assert all(f"Resumed from {_ckpt(tmp_path, steps[0])}" in out for out in outputs), outputs
+    _assert_same_weights(unbroken_two_workers, _ckpt(tmp_path, 30), exact=False)
+
+
+def test_lost_worker_stops_the_other_within_a_bound_and_the_rerun_resumes(
+    tools_data_dir, tmp_path, unbroken_two_workers
+):
+    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+
+    processes = _start_workers(tools_data_dir, tmp_path, MULTI)
+    _wait_for(tmp_path / "input-worker-1" / "ckpt-5.index", processes)  # both parts of ckpt-5
+    # A frozen machine: its connections stay open, so only the missing heartbeats tell.
+    processes[1].send_signal(signal.SIGSTOP)
+    start = time.time()
+    try:
+        output = processes[0].communicate(timeout=LOST_WORKER_BOUND_S)[0]
+    finally:
+        processes[1].kill()
+        processes[1].communicate(timeout=TIMEOUT)
+    assert time.time() - start < LOST_WORKER_BOUND_S
+    assert processes[0].returncode == EXIT_RESUMABLE, output
+    assert "lost another worker during step" in output and "Start every worker" in output
+
+    outputs = _finish(_start_workers(tools_data_dir, tmp_path, MULTI))
+    assert all("Resumed from" in out for out in outputs), outputs
+    _assert_same_weights(unbroken_two_workers, _ckpt(tmp_path, 30), exact=False)
+
+
+def _main(data_dir, workdir, config_json):
+    from absl import logging as absl_logging
+
+    from alexnet_tf.training import loop as training
+    from alexnet_tf.training.preemption import EXIT_RESUMABLE, PreemptedError
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    absl_logging.use_absl_handler()
+    config = training.TrainConfig(data_dir=data_dir, workdir=workdir, **json.loads(config_json))
+    try:
+        result = training.train(config, build_model=tiny_alexnet)
+    except PreemptedError as e:
+        print(f"STOPPED at {e.step}: {e}", flush=True)
+        sys.exit(EXIT_RESUMABLE)
+    print("RESULT", json.dumps({"step": result.step}), flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, REPO)
+    _main(*sys.argv[1:])
