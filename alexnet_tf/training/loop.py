@@ -63,6 +63,7 @@ class TrainConfig:
     schedule: str = "plateau"
     lr_decay_factor: float = schedules.DECAY_FACTOR
     lr_boundaries: Sequence[int] = ()
+    lr_boundary_epochs: Sequence[float] = ()  # the same in passes over the data (if no steps)
     plateau_patience: int = 1
     plateau_min_delta: float = 0.0
     plateau_max_drops: int = schedules.MAX_DROPS
@@ -78,6 +79,7 @@ class TrainConfig:
     mixed_precision: str = "none"
     xla: bool = False
     init: str = "paper"
+    conv1_init_stddev: float = 0.0  # > 0: conv1 from N(0, this) whatever `init` says
     dropout_rate: float = 0.5
     mean: str = "image"
     pca_std: float = 0.1
@@ -112,6 +114,7 @@ class TrainConfig:
             (self.log_every_steps >= 1, "--log_every_steps must be >= 1"),
             (self.prefetch_to_device >= 0, "--prefetch_to_device must be >= 0"),
             (self.input_scale > 0, "--input_scale must be > 0"),
+            (self.conv1_init_stddev >= 0, "--conv1_init_stddev must be >= 0 (0: follow --init)"),
             (self.pca_std >= 0, "--pca_std must be >= 0"),
             (0 <= self.dropout_rate < 1, "--dropout_rate must be in [0, 1)"),
             (bool(self.workdir), "--workdir must be set"),
@@ -126,7 +129,10 @@ class TrainConfig:
 
     def model_kwargs(self) -> dict:
         """The keyword arguments of `build_alexnet` (saved in model_config.json)."""
-        return {"init": self.init, "dropout_rate": self.dropout_rate, "seed": self.seed}
+        kwargs = {"init": self.init, "dropout_rate": self.dropout_rate, "seed": self.seed}
+        if self.conv1_init_stddev:
+            kwargs["conv1_init_stddev"] = self.conv1_init_stddev
+        return kwargs
 
 
 @dataclasses.dataclass
@@ -224,9 +230,14 @@ def train(
                 sgd = keras.optimizers.LossScaleOptimizer(sgd)
             sgd.build(model.trainable_variables)  # slots must exist before a restore
             step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # Boundaries in epochs scale with the data, like --epochs does.
+            boundaries = config.lr_boundaries or [
+                math.ceil(e * train_split.num_examples / config.batch_size)
+                for e in config.lr_boundary_epochs
+            ]
             schedule = schedules.make_schedule(
                 config.schedule, config.learning_rate, factor=config.lr_decay_factor,
-                boundaries=config.lr_boundaries, patience=config.plateau_patience,
+                boundaries=boundaries, patience=config.plateau_patience,
                 min_delta=config.plateau_min_delta, max_drops=config.plateau_max_drops,
             )  # fmt: skip
     except ValueError as e:
