@@ -49,7 +49,7 @@ DEFAULT_WORKDIR = "demo_work"
 STAGES_FILE = "demo_stages.json"
 STAGES = ("data", "convert", "train", "evaluate", "figures", "retrieval")
 
-TRAIN_PER_CLASS = flags.DEFINE_integer("train_per_class", 100, "Training digits per class.")
+TRAIN_PER_CLASS = flags.DEFINE_integer("train_per_class", 150, "Training digits per class.")
 VAL_PER_CLASS = flags.DEFINE_integer("val_per_class", 20, "Held-out digits per class.")
 FIGURE_IMAGES = flags.DEFINE_integer("figure_images", 8, "Validation images in top5.png.")
 RETRIEVAL_QUERIES = flags.DEFINE_integer("retrieval_queries", 6, "Rows of retrieval.png.")

@@ -80,3 +80,15 @@ def test_a_failing_stage_is_named_with_its_own_command(tmp_path):
     assert command in proc.stderr
     records = json.loads((tmp_path / "demo_stages.json").read_text())
     assert list(records) == ["data", "convert"]  # train is not recorded as finished
+
+
+def test_conv1_init_stddev_sets_conv1_only():
+    from alexnet_tf.model import build_alexnet
+
+    model = build_alexnet(10, init="he", conv1_init_stddev=0.001, seed=0)
+    conv1 = model.get_layer("conv1_a").kernel.numpy()
+    conv2 = model.get_layer("conv2_a").kernel.numpy()
+    assert abs(conv1.std() - 0.001) < 0.0001
+    assert abs(conv2.std() - (2 / (5 * 5 * 48)) ** 0.5) < 0.01  # He-normal, as --init=he says
+    with pytest.raises(ValueError, match="conv1_init_stddev must be > 0"):
+        build_alexnet(10, conv1_init_stddev=0.0)

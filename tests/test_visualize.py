@@ -121,7 +121,7 @@ def test_visualize_binary_writes_figures_and_conv1_stats(tools_workdir, tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "conv1 neighbour_correlation" in proc.stdout
     for name in ("conv1_kernels.png", "top5.png"):
-        assert tf.io.decode_png(tf.io.read_file(str(tmp_path / name))).numpy().shape[-1] == 3
+        assert tf.io.decode_png(tf.io.read_file(str(tmp_path / name))).numpy().shape[-1] == 4
     stats = json.loads((tmp_path / "conv1_stats.json").read_text())
     # An untrained (He-initialized) network: its kernels are noise.
     assert abs(stats["neighbour_correlation"]) < 0.1

@@ -84,7 +84,7 @@ def write_photo_tree(
 def write_digit_tree(
     root: str,
     *,
-    train_per_class: int = 140,
+    train_per_class: int = 100,
     val_per_class: int = 30,
     grayscale: bool = False,
     seed: int = 0,
