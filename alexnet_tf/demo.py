@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 import tqdm
-from absl import app, flags, logging
+from absl import app, flags
 
 from alexnet_tf import train as train_binary
 from alexnet_tf.cli import shared_flags as common_flags
@@ -272,7 +272,6 @@ def _duration(seconds: float) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # training's step lines would break the bars
     root = common_flags.WORKDIR.value or DEFAULT_WORKDIR
     try:
         records = run_demo(root)
