@@ -5,7 +5,8 @@ r"""Nearest training images of validation images by fc7 distance (section 6.1, f
         --output_dir=/tmp/retrieval --num_queries=0 --max_memory_mb=4096   # all of ImageNet
 
 Writes validation_fc7.npy and train_fc7.npy (streamed in batches), neighbours.json (indices,
-labels and distances) and retrieval.png (each query, then its k neighbours) to --output_dir.
+labels and distances) and retrieval.png (each query, then its k neighbours, each titled with its
+class text and its fc7 distance; neighbours of another class in red) to --output_dir.
 """
 
 from __future__ import annotations

@@ -41,6 +41,9 @@ SCHEDULE = flags.DEFINE_enum(
 )  # fmt: skip
 LR_DECAY_FACTOR = flags.DEFINE_float("lr_decay_factor", _F.lr_decay_factor, "Factor per drop.")
 LR_BOUNDARIES = flags.DEFINE_list("lr_boundaries", [], "Steps where --schedule=step drops.")
+LR_BOUNDARY_EPOCHS = flags.DEFINE_list(
+    "lr_boundary_epochs", [], "Epochs where --schedule=step drops (if no --lr_boundaries)."
+)
 PLATEAU_PATIENCE = flags.DEFINE_integer(
     "plateau_patience", _F.plateau_patience, "Evaluations without improvement before a drop."
 )
@@ -79,6 +82,9 @@ MIXED_PRECISION = flags.DEFINE_enum(
 )  # fmt: skip
 XLA = flags.DEFINE_bool("xla", False, "Compile the forward and backward pass with XLA.")
 INIT = flags.DEFINE_enum("init", _F.init, INITS, "paper: N(0, 0.01) and biases of 1 (section 5).")
+CONV1_INIT_STDDEV = flags.DEFINE_float(
+    "conv1_init_stddev", _F.conv1_init_stddev, "> 0: conv1 weights from N(0, this); 0: --init."
+)
 DROPOUT_RATE = flags.DEFINE_float("dropout_rate", _F.dropout_rate, "Section 4.2.")
 MEAN = flags.DEFINE_string("mean", _F.mean, "Mean subtracted from inputs (see input_pipeline).")
 PCA_STD = flags.DEFINE_float("pca_std", _F.pca_std, "Std of the PCA colour noise (section 4.1).")
@@ -105,15 +111,9 @@ def main(argv: list[str]) -> None:
     if not common_flags.DATA_DIR.value or not common_flags.WORKDIR.value:
         sys.exit("error: --data_dir and --workdir are required (or --flagfile=configs/....cfg)")
     try:
-        boundaries = [int(b) for b in LR_BOUNDARIES.value]
-    except ValueError:
-        sys.exit(f"error: --lr_boundaries must be integers; received {LR_BOUNDARIES.value}")
-    config = training.TrainConfig(
-        data_dir=common_flags.DATA_DIR.value,
-        workdir=common_flags.WORKDIR.value,
-        lr_boundaries=boundaries,
-        **{name: flags.FLAGS[name].value for name in _CONFIG_FLAGS},
-    )
+        config = config_from_flags(common_flags.DATA_DIR.value, common_flags.WORKDIR.value)
+    except training.ConfigError as e:
+        sys.exit(f"error: {e}")
     try:
         config.validate()
         common_flags.write_flags_file(config.workdir)
@@ -132,9 +132,32 @@ def main(argv: list[str]) -> None:
     )
 
 
+def config_from_flags(data_dir: str, workdir: str) -> training.TrainConfig:
+    """The TrainConfig of this module's parsed flags (also used by `alexnet_tf.demo`).
+
+    Raises:
+        ConfigError: --lr_boundaries holds something that is not an integer.
+    """
+    try:
+        boundaries = [int(b) for b in LR_BOUNDARIES.value]
+        epochs = [float(e) for e in LR_BOUNDARY_EPOCHS.value]
+    except ValueError as e:
+        raise training.ConfigError(
+            f"--lr_boundaries must be integers and --lr_boundary_epochs numbers; received "
+            f"{LR_BOUNDARIES.value} and {LR_BOUNDARY_EPOCHS.value}"
+        ) from e
+    return training.TrainConfig(
+        data_dir=data_dir,
+        workdir=workdir,
+        lr_boundaries=boundaries,
+        lr_boundary_epochs=epochs,
+        **{name: flags.FLAGS[name].value for name in _CONFIG_FLAGS},
+    )
+
+
 _CONFIG_FLAGS = [
     f.name for f in dataclasses.fields(training.TrainConfig)
-    if f.name not in ("data_dir", "workdir", "lr_boundaries")
+    if f.name not in ("data_dir", "workdir", "lr_boundaries", "lr_boundary_epochs")
 ]  # fmt: skip
 
 

@@ -90,6 +90,7 @@ def test_retrieve_binary_writes_json_and_grid(binary_runs, tools_data_dir):
         assert len(set(query["neighbours"])) == 4 and max(query["neighbours"]) < train
         assert query["distances"] == sorted(query["distances"])
     grid = tf.io.decode_png(tf.io.read_file(str(output_dir / "retrieval.png"))).numpy()
-    assert grid.shape == (3 * 98 + 2, 5 * 98 + 8, 3)  # 3 rows: the query, then 4 neighbours
+    # 3 rows (one per query) of 5 cells (the query, then 4 neighbours), 1.95 × 1.7 inches each.
+    assert grid.shape[:2] == (round(100 * (3 * 1.95 + 0.4)), round(100 * (5 * 1.7 + 0.3)))
     assert np.load(output_dir / "validation_fc7.npy").shape == (3, 4096)
     assert np.load(output_dir / "train_fc7.npy").shape == (train, 4096)

@@ -1,6 +1,6 @@
-"""Figures 3 and 4 (left) of the paper as PNGs: conv1 filters and top-5 guesses."""
+"""Figures 3 and 4 of the paper: conv1 filters with their numbers, top-5 guesses, retrieval."""
 
-import os
+import json
 import subprocess
 import sys
 
@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.model import conv1_kernels
+from alexnet_tf.model import conv1_kernels, filters
 from alexnet_tf.results import figures
 from alexnet_tf.results.trained_models import CheckpointSource
+from alexnet_tf.training import summaries
+
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+DIGIT_TEXTS = [f"digit {d}, {w}" for d, w in enumerate(WORDS)]
 
 
 @pytest.fixture(scope="module")
@@ -18,52 +22,108 @@ def kernels(tools_workdir):
     return conv1_kernels(CheckpointSource(tools_workdir).model)
 
 
-def test_filter_grid_has_the_expected_size_and_tiles(kernels):
+def gabor_kernels(count: int = 96, colour=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Hand-made smooth kernels like the learned ones of figure 3: oriented Gabor patches."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[-5:6, -5:6].astype(np.float64)
+    kernels = []
+    for _ in range(count):
+        theta, phase = rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+        wavelength, sigma = rng.uniform(6, 12), rng.uniform(2.5, 4)
+        along = x * np.cos(theta) + y * np.sin(theta)
+        g = np.exp(-(x**2 + y**2) / (2 * sigma**2)) * np.cos(2 * np.pi * along / wavelength + phase)
+        kernels.append(g[..., None] * np.asarray(colour))
+    return np.stack(kernels, axis=-1)
+
+
+def test_neighbour_correlation_is_near_1_for_smooth_and_near_0_for_random_kernels():
+    smooth = gabor_kernels()
+    noise = np.random.default_rng(0).normal(0, 0.01, smooth.shape)
+    assert filters.neighbour_correlation(smooth) > 0.8
+    assert abs(filters.neighbour_correlation(noise)) < 0.05
+    # A kernel of opposite signs at neighbouring weights (a checkerboard) is -1.
+    checker = (np.indices((11, 11)).sum(0) % 2 * 2 - 1)[..., None, None] * np.ones((1, 1, 3, 2))
+    np.testing.assert_allclose(filters.kernel_neighbour_correlations(checker), -1)
+
+
+def test_colourfulness_is_0_for_grey_and_1_for_colour_opponent_kernels():
+    grey = gabor_kernels(4)
+    opponent = gabor_kernels(4, colour=(1.0, -1.0, 0.0))  # red against green
+    np.testing.assert_allclose(filters.kernel_colourfulness(grey), 0, atol=1e-12)
+    np.testing.assert_allclose(filters.kernel_colourfulness(opponent), 1, atol=1e-12)
+    noise = np.random.default_rng(0).normal(size=(11, 11, 3, 96))
+    assert abs(filters.kernel_colourfulness(noise).mean() - 2 / 3) < 0.02
+
+
+def test_conv1_stats_reads_each_tower_apart():
+    grey, colour = gabor_kernels(48), gabor_kernels(48, colour=(0.5, 0.5, -1.0))  # blue-yellow
+    stats = filters.conv1_stats(np.concatenate([grey, colour], axis=-1))
+    assert set(stats["towers"]) == {"a", "b"}
+    assert (
+        stats["towers"]["a"]["colourfulness"] < 0.01 < 0.99 < stats["towers"]["b"]["colourfulness"]
+    )
+    assert stats["towers"]["a"]["kernels"] == 48
+    assert stats["neighbour_correlation"] > 0.5
+    assert "tower b" in filters.format_stats(stats)
+
+
+def test_one_filter_grid_for_the_png_and_tensorboard(kernels):
+    assert summaries.filter_grid is filters.filter_grid
     grid = figures.kernel_grid(kernels)
     tile = 11 * 4  # each 11×11 kernel drawn 4× larger, with a one-pixel border
     # 96 kernels in 16 columns: tower a's 48 in rows 0-2, tower b's 48 in rows 3-5.
     assert grid.shape == (6 * (tile + 1) + 1, 16 * (tile + 1) + 1, 3) == (271, 721, 3)
-    lines = np.arange(0, grid.shape[0], tile + 1), np.arange(0, grid.shape[1], tile + 1)
-    assert (grid[lines[0]] == 255).all() and (grid[:, lines[1]] == 255).all()
-    assert len(lines[0]) == 7 and len(lines[1]) == 17  # so 6 × 16 = 96 tiles
-    for i in range(96):
-        row, col = divmod(i, 16)  # kernel i of tower a (i < 48) or b is at (i // 16, i % 16)
+    for i in (0, 47, 48, 95):
+        row, col = divmod(i, 16)
         y, x = 1 + row * (tile + 1), 1 + col * (tile + 1)
         k = kernels[..., i]
         scaled = np.round((k - k.min()) * 255.0 / (k.max() - k.min())).astype(np.uint8)
         np.testing.assert_array_equal(
             grid[y : y + tile, x : x + tile], scaled.repeat(4, 0).repeat(4, 1)
         )
-        assert grid[y : y + tile, x : x + tile].min() == 0
-        assert grid[y : y + tile, x : x + tile].max() == 255
 
 
-def test_top5_panel_marks_the_true_label_red():
+def test_top5_figure_names_classes_by_the_manifest_texts_with_probabilities():
     from skimage import data
 
-    image = data.chelsea()  # a real photograph of a cat
-    texts = [f"class {i}" for i in range(10)]
-    probabilities = [0.5, 0.2, 0.1, 0.1, 0.05]
-    red = np.asarray(figures.TRUE_COLOR) // 2 + 127
-    hit = figures.top5_panel(image, [3, 1, 4, 0, 9], probabilities, 4, texts)
-    miss = figures.top5_panel(image, [3, 1, 2, 0, 9], probabilities, 4, texts)
-    assert hit.shape == miss.shape and hit.dtype == np.uint8
-    assert (hit == red).all(axis=-1).sum() > 100
-    assert not (miss == red).all(axis=-1).any()
-    # Bars are light; the labels are written in black on them, down to the fifth line.
-    assert (hit[-18:-4].max(axis=-1) < 100).any()
+    image = data.chelsea()[:200, :200]  # a real photograph of a cat
+    fig = figures.top5_figure(
+        np.stack([image, image]), np.array([[9, 1, 4, 0, 3], [3, 1, 2, 0, 5]]),
+        np.array([[0.5, 0.2, 0.1, 0.1, 0.05]] * 2), np.array([9, 4]), DIGIT_TEXTS,
+    )  # fmt: skip
+    texts = figures.figure_texts(fig)
+    assert "digit 9, nine" in texts and "digit 4, four" in texts  # the true classes, as titles
+    assert "digit 9, nine  0.50" in texts and "digit 5, five  0.05" in texts  # bars
+    bars = [p for p in fig.axes[1].patches]
+    assert [b.get_facecolor()[:3] for b in bars].count(bars[0].get_facecolor()[:3]) == 1
+    assert figures.figure_pixels(fig).shape[-1] == 3
 
 
-def test_visualize_binary_writes_both_pngs(tools_workdir, tmp_path):
+def test_retrieval_figure_shows_classes_and_distances():
+    from skimage import data
+
+    image = data.coffee()[:200, :200]
+    fig = figures.retrieval_figure(
+        image[None], [2], np.stack([[image, image]]), np.array([[2, 7]]),
+        np.array([[1.5, 22.25]]), DIGIT_TEXTS,
+    )  # fmt: skip
+    texts = figures.figure_texts(fig)
+    assert "query:\ndigit 2, two" in texts
+    assert "digit 2, two\nd = 1.5" in texts and "digit 7, seven\nd = 22.2" in texts
+
+
+def test_visualize_binary_writes_figures_and_conv1_stats(tools_workdir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "alexnet_tf.visualize", f"--workdir={tools_workdir}",
          f"--output_dir={tmp_path}", "--num_images=3", "--columns=3"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    filters = tf.io.decode_png(tf.io.read_file(str(tmp_path / "conv1_kernels.png"))).numpy()
-    assert filters.shape == (271, 721, 3)
-    top5 = tf.io.decode_png(tf.io.read_file(str(tmp_path / "top5.png"))).numpy()
-    assert top5.shape[1] == 3 * 200 + 4 * 6 and top5.shape[0] > 160
-    summaries = os.path.join(tools_workdir, "tensorboard", "figures")
-    assert any(name.startswith("events.out.tfevents") for name in os.listdir(summaries))
+    assert "conv1 neighbour_correlation" in proc.stdout
+    for name in ("conv1_kernels.png", "top5.png"):
+        assert tf.io.decode_png(tf.io.read_file(str(tmp_path / name))).numpy().shape[-1] == 4
+    stats = json.loads((tmp_path / "conv1_stats.json").read_text())
+    # An untrained (He-initialized) network: its kernels are noise.
+    assert abs(stats["neighbour_correlation"]) < 0.1
+    assert set(stats["towers"]) == {"a", "b"} and "colourfulness" in stats["towers"]["a"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left

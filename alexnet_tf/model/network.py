@@ -70,6 +70,7 @@ def build_alexnet(
     lrn_across_towers: bool = False,
     dropout_rate: float = DROPOUT_RATE,
     init: str = "paper",
+    conv1_init_stddev: float | None = None,
     seed: int | None = None,
     localization: bool = False,
     name: str = "alexnet",
@@ -91,6 +92,9 @@ def build_alexnet(
         dropout_rate: dropout before fc7 and fc8 (section 4.2).
         init: "paper" for N(0, 0.01) weights and the paper's biases of 1 (section 5), "he" for
             He-normal weights and zero biases (used by the demo configuration; see configs/).
+        conv1_init_stddev: if set, conv1's weights are drawn from N(0, conv1_init_stddev)
+            whatever `init` says; the other layers follow `init`. A small conv1 start lets a
+            short run's updates, not the starting noise, shape the filters (configs/demo.cfg).
         seed: seed of the initializers; `None` draws from Keras's global seed.
         localization: also regress one box per class from fc7 (ILSVRC-2012 task 2): a layer
             named `bbox` beside fc8 (see `alexnet_tf.model.box_head`).
@@ -107,6 +111,8 @@ def build_alexnet(
         raise ValueError(f"init must be one of {INITS}; received {init!r}")
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"dropout_rate must be in [0, 1); received {dropout_rate!r}")
+    if conv1_init_stddev is not None and not conv1_init_stddev > 0:
+        raise ValueError(f"conv1_init_stddev must be > 0 or None; received {conv1_init_stddev!r}")
     placement = dict(zip(TOWERS, check_devices(devices) if devices is not None else (None, None)))
     seeds = iter(range(seed, seed + 1000)) if seed is not None else None
 
@@ -117,7 +123,9 @@ def build_alexnet(
             strides=strides,
             padding=padding,
             activation="relu",
-            kernel_initializer=_kernel_init(init, seeds),
+            kernel_initializer=_kernel_init(
+                init, seeds, conv1_init_stddev if layer == "conv1" else None
+            ),
             bias_initializer=_bias_init(init, layer),
             device=placement[tower],
             name=f"{layer}_{tower}",
@@ -196,8 +204,10 @@ def build_alexnet(
     return keras.Model(images, probs, name=name)
 
 
-def _kernel_init(init: str, seeds):
+def _kernel_init(init: str, seeds, stddev: float | None = None):
     seed = next(seeds) if seeds is not None else None
+    if stddev is not None:
+        return keras.initializers.RandomNormal(0.0, stddev, seed=seed)
     if init == "he":
         return keras.initializers.HeNormal(seed=seed)
     return keras.initializers.RandomNormal(0.0, INIT_STDDEV, seed=seed)

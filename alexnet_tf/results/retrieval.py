@@ -296,10 +296,12 @@ def retrieve(
             query_images = fetch_images(batches("validation"), range(shown))
         with input_errors(splits["train"][0].files):
             found = fetch_images(batches("train"), indices[:shown].ravel())
-        grid = figures.retrieval_grid(
-            np.stack([query_images[q] for q in range(shown)]),
-            np.stack([[found[int(i)] for i in row] for row in indices[:shown]]),
-        )
-        png = figures.write_png(os.path.join(output_dir, "retrieval.png"), grid)
+        rows = indices[:shown]
+        fig = figures.retrieval_figure(
+            np.stack([query_images[q] for q in range(shown)]), query_labels[:shown],
+            np.stack([[found[int(i)] for i in row] for row in rows]), database_labels[rows],
+            distances[:shown], source.texts,
+        )  # fmt: skip
+        png = figures.save_figure(fig, os.path.join(output_dir, "retrieval.png"))
         log(f"retrieve: wrote {png}")
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 
@@ -37,6 +38,7 @@ class TrainConfig:
     schedule: str = "plateau"
     lr_decay_factor: float = schedules.DECAY_FACTOR
     lr_boundaries: Sequence[int] = ()
+    lr_boundary_epochs: Sequence[float] = ()  # the same in passes over the data (if no steps)
     plateau_patience: int = 1
     plateau_min_delta: float = 0.0
     plateau_max_drops: int = schedules.MAX_DROPS
@@ -52,6 +54,7 @@ class TrainConfig:
     mixed_precision: str = "none"
     xla: bool = False
     init: str = "paper"
+    conv1_init_stddev: float = 0.0  # > 0: conv1 from N(0, this) whatever `init` says
     dropout_rate: float = 0.5
     mean: str = "image"
     pca_std: float = 0.1
@@ -88,6 +91,7 @@ class TrainConfig:
             (self.log_every_steps >= 1, "--log_every_steps must be >= 1"),
             (self.prefetch_to_device >= 0, "--prefetch_to_device must be >= 0"),
             (self.input_scale > 0, "--input_scale must be > 0"),
+            (self.conv1_init_stddev >= 0, "--conv1_init_stddev must be >= 0 (0: follow --init)"),
             (self.pca_std >= 0, "--pca_std must be >= 0"),
             (self.box_loss_weight >= 0, "--box_loss_weight must be >= 0"),
             (0 <= self.dropout_rate < 1, "--dropout_rate must be in [0, 1)"),
@@ -101,9 +105,17 @@ class TrainConfig:
         if not os.path.isdir(self.data_dir):
             raise ConfigError(f"--data_dir {self.data_dir!r} does not exist")
 
+    def step_boundaries(self, num_examples: int) -> list[int]:
+        """--lr_boundaries, or --lr_boundary_epochs in steps: they scale with the data."""
+        if self.lr_boundaries:
+            return list(self.lr_boundaries)
+        return [math.ceil(e * num_examples / self.batch_size) for e in self.lr_boundary_epochs]
+
     def model_kwargs(self) -> dict:
         """The keyword arguments of `build_alexnet` (saved in model_config.json)."""
         kwargs = {"init": self.init, "dropout_rate": self.dropout_rate, "seed": self.seed}
+        if self.conv1_init_stddev:
+            kwargs["conv1_init_stddev"] = self.conv1_init_stddev
         # Only a run with the box head says so: the tools rebuild the network from this.
         return kwargs | ({"localization": True} if self.localization else {})
 

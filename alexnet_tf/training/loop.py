@@ -100,6 +100,7 @@ def train(
     state = create_train_state(
         config, strategy, data.manifest.num_classes, data.normalizer,
         devices=devices, build_model=build_model,
+        num_train_examples=data.manifest.split("train").num_examples,
     )  # fmt: skip
     if chief:
         write_model_config(config.workdir, {

@@ -69,6 +69,7 @@ def create_train_state(
     *,
     devices: Sequence[str] | None = None,
     build_model: Callable[..., keras.Model],
+    num_train_examples: int = 0,
 ) -> TrainState:
     """Builds the model, SGD (its momentum slots created, so a restore fills them) and schedule.
 
@@ -94,8 +95,9 @@ def create_train_state(
             step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             schedule = schedules.make_schedule(
                 config.schedule, config.learning_rate, factor=config.lr_decay_factor,
-                boundaries=config.lr_boundaries, patience=config.plateau_patience,
-                min_delta=config.plateau_min_delta, max_drops=config.plateau_max_drops,
+                boundaries=config.step_boundaries(num_train_examples),
+                patience=config.plateau_patience, min_delta=config.plateau_min_delta,
+                max_drops=config.plateau_max_drops,
             )  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from e

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from alexnet_tf.model import TOWERS
+from alexnet_tf.model import conv1_kernels
+from alexnet_tf.model.filters import filter_grid
 
 HISTOGRAM_SAMPLE = 1_000_000  # values per weight histogram
 
@@ -78,32 +78,10 @@ class Writer:
                 # 37.7 M); an evenly strided sample of a million shows the same distribution.
                 stride = max(1, values.size // HISTOGRAM_SAMPLE)
                 tf.summary.histogram(f"weights/{v.path}", values[::stride])
-            kernels = np.concatenate(
-                [model.get_layer(f"conv1_{t}").kernel.numpy() for t in TOWERS], -1
-            )
-            tf.summary.image("conv1/filters", filter_grid(kernels)[None])
+            # The same grid as the conv1 PNG of alexnet_tf.visualize.
+            tf.summary.image("conv1/filters", filter_grid(conv1_kernels(model))[None])
         self._writer.flush()
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-
-
-def filter_grid(kernels: np.ndarray, columns: int = 12, scale: int = 4) -> np.ndarray:
-    """Tiles (h, w, 3, n) kernels, each stretched to [0, 1], into one RGB image (h·rows, w·cols).
-
-    With 96 kernels and 12 columns: tower a's 48 fill the top four rows, tower b's the bottom four,
-    as in figure 3. Each tile is enlarged `scale` times and framed by a one-pixel white line.
-    """
-    h, w, _, n = kernels.shape
-    lo = kernels.min(axis=(0, 1, 2), keepdims=True)
-    hi = kernels.max(axis=(0, 1, 2), keepdims=True)
-    tiles = (kernels - lo) / np.maximum(hi - lo, 1e-12)
-    tiles = tiles.repeat(scale, 0).repeat(scale, 1)
-    rows = math.ceil(n / columns)
-    th, tw = h * scale + 1, w * scale + 1
-    grid = np.ones((rows * th + 1, columns * tw + 1, 3), np.float32)
-    for i in range(n):
-        r, c = divmod(i, columns)
-        grid[r * th + 1 : (r + 1) * th, c * tw + 1 : (c + 1) * tw] = tiles[..., i]
-    return grid
