@@ -10,8 +10,8 @@ one in red), localizations.png for a network with the box head (the ground-truth
 top guess's box and class), and the same images to TensorBoard (WORKDIR/tensorboard/figures,
 or --output_dir when no training run is known). Prints how learned the conv1 kernels look and
 writes it to conv1_stats.json (see alexnet_tf/model/filters.py): `neighbour_correlation`
-(about 0 for the random initialization, near 1 for smooth learned kernels) and per tower `colourfulness` (0: the
-three colour planes are equal; the paper's first tower is colour-agnostic, its second
+(about 0 for the random initialization, near 1 for smooth learned kernels) and per tower
+`colourfulness` (0: the three colour planes are equal; the paper's first tower is colour-agnostic, its second
 colour-specific).
 """
 
