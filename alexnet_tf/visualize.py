@@ -11,8 +11,8 @@ top guess's box and class), and the same images to TensorBoard (WORKDIR/tensorbo
 or --output_dir when no training run is known). Prints how learned the conv1 kernels look and
 writes it to conv1_stats.json (see alexnet_tf/model/filters.py): `neighbour_correlation`
 (about 0 for the random initialization, near 1 for smooth learned kernels) and per tower
-`colourfulness` (0: the three colour planes are equal; the paper's first tower is colour-agnostic, its second
-colour-specific).
+`colourfulness` (0: the three colour planes are equal; the paper's first tower is
+colour-agnostic, its second colour-specific).
 """
 
 from __future__ import annotations
