@@ -333,12 +333,7 @@ def _no_space_after_a_partial_file(file, *args, **kwargs):
 
 # The tools' own writes: these pass once results/figures.py, retrieval.py and saved_model.py write
 # through alexnet_tf.files.atomic (the conversions are made beside this change).
-PENDING_ATOMIC = pytest.mark.xfail(
-    reason="needs the tools' writes converted to alexnet_tf.files.atomic", strict=False
-)
 
-
-@PENDING_ATOMIC
 def test_figure_that_cannot_be_written_is_one_line_and_nothing_partial(tmp_path, monkeypatch):
     import matplotlib
 
@@ -378,7 +373,6 @@ def test_figure_that_cannot_be_written_is_one_line_and_nothing_partial(tmp_path,
     assert pathlib.Path(path).read_bytes() == before
 
 
-@PENDING_ATOMIC
 def test_feature_file_that_cannot_be_written_is_one_line_and_nothing_partial(tmp_path, monkeypatch):
     from alexnet_tf.files.atomic import WriteError
     from alexnet_tf.results import retrieval
@@ -393,7 +387,6 @@ def test_feature_file_that_cannot_be_written_is_one_line_and_nothing_partial(tmp
     assert os.listdir(tmp_path) == []
 
 
-@PENDING_ATOMIC
 def test_export_that_cannot_be_written_is_one_line_and_nothing_partial(tmp_path, monkeypatch):
     import types
 

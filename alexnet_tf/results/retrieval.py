@@ -11,11 +11,12 @@ is bounded by `max_memory_bytes`, not by the size of the training set.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 
 import numpy as np
+
+from alexnet_tf.files import atomic
 
 FEATURE_DTYPE = np.float32
 
@@ -44,12 +45,12 @@ def extract_features(
     Returns:
         (features opened read-only as a memory map (num_examples, dim), labels (num_examples,)).
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npy"
-    features = np.lib.format.open_memmap(tmp, "w+", FEATURE_DTYPE, (num_examples, dim))
     labels = np.zeros(num_examples, np.int64)
     count, every = 0, max(1, num_examples // 10)
-    try:
+    # The labels are renamed into place first, the features last: a complete feature file
+    # always has its labels beside it.
+    with atomic.temporary_path(path, suffix=".npy") as tmp:
+        features = np.lib.format.open_memmap(tmp, "w+", FEATURE_DTYPE, (num_examples, dim))
         for images, batch_labels, mask in batches:
             mask = np.asarray(mask, bool)
             if not mask.any():
@@ -67,13 +68,8 @@ def extract_features(
             raise ValueError(f"{count} examples were read but {num_examples} were expected")
         features.flush()
         del features
-    except BaseException:
-        os.remove(tmp)
-        raise
-    labels_path = labels_path_for(path)
-    np.save(f"{labels_path}.tmp-{os.getpid()}.npy", labels)
-    os.replace(f"{labels_path}.tmp-{os.getpid()}.npy", labels_path)
-    os.replace(tmp, path)
+        with atomic.temporary_path(labels_path_for(path), suffix=".npy") as labels_tmp:
+            np.save(labels_tmp, labels)
     return np.load(path, mmap_mode="r"), labels
 
 
@@ -285,10 +281,7 @@ def retrieve(
         ],
     }
     json_path = os.path.join(output_dir, "neighbours.json")
-    tmp = f"{json_path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, json_path)
+    atomic.write_json(json_path, result)
     log(f"retrieve: wrote {json_path}")
     shown = min(figure_queries, queries.shape[0])
     if shown > 0:
