@@ -1,4 +1,4 @@
-"""Images per second of the converter (issue 3), against this machine's JPEG decode + encode.
+"""Images per second of the converter, against this machine's JPEG decode + encode.
 
     python benchmarks/convert.py [--num_images=480] [--rounds=3] [--num_workers=N]
 

@@ -1,4 +1,4 @@
-"""Images per second of the input pipelines (issue 4), against decoding alone.
+"""Images per second of the input pipelines, against decoding alone.
 
     python benchmarks/input_pipeline.py                      # shards of sample photos first
     python benchmarks/input_pipeline.py --data_dir=DATA      # the converter's shards (train split)

@@ -1,10 +1,10 @@
-"""How close the network runs to the machine's limit (issue 7): training, inference, ten patches.
+"""How close the network runs to the machine's limit: training, inference, ten patches.
 
 In one process, after warm-up, with the median of `--repeats` interleaved repetitions:
 
 * the dense float32 matrix multiply rate through TensorFlow (`matmul_gflops`, the limit);
 * training images/s for the full model (forward, backward, weight decay, SGD-momentum update, the
-  step of alexnet_tf/training.py) at `--batch_size`;
+  step of alexnet_tf/training/steps.py) at `--batch_size`;
 * inference images/s at `--batch_size`, and ten-patch evaluation images/s (section 4.1: ten
   227×227 crops of a 256×256 image, averaged softmax; `--batch_size` crops per forward pass);
 * achieved GFLOP/s and the fraction of the matrix multiply rate for each. One forward pass at
@@ -43,7 +43,7 @@ from photos import real_images  # noqa: E402  (benchmarks/photos.py)
 from alexnet_tf.model import IMAGE_SIZE, build_alexnet, endpoints_model  # noqa: E402
 from alexnet_tf.training import optimizer  # noqa: E402
 
-FORWARD_MULTIPLY_ADDS = 724_406_816  # per 227×227 image (issue 7)
+FORWARD_MULTIPLY_ADDS = 724_406_816  # per 227×227 image
 FORWARD_GFLOP = 2 * FORWARD_MULTIPLY_ADDS / 1e9
 TRAIN_GFLOP = 3 * FORWARD_GFLOP  # forward, backward to the inputs, backward to the weights
 PATCHES = 10  # section 4.1
@@ -87,7 +87,7 @@ def make_functions(batch_size: int, jit_compile: bool, num_classes: int = 1000) 
 
     @tf.function(jit_compile=jit)
     def train_step(images, labels):
-        # The update step of alexnet_tf/training.py on one device.
+        # The update step of alexnet_tf/training/steps.py on one device.
         with tf.GradientTape() as tape:
             logits = logits_model(images, training=True)["fc8"]
             per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)

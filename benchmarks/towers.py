@@ -1,4 +1,4 @@
-"""The two towers on one device: one grouped convolution, or two convolutions? (issues 2 and 7)
+"""The two towers on one device: one grouped convolution, or two convolutions?
 
 conv2, conv4 and conv5 see only their own tower's maps (figure 2 of the paper). On one device
 this can run as one convolution with two groups (`tf.nn.conv2d` with a kernel of half the input

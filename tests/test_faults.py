@@ -334,6 +334,7 @@ def _no_space_after_a_partial_file(file, *args, **kwargs):
 # The tools' own writes: these pass once results/figures.py, retrieval.py and saved_model.py write
 # through alexnet_tf.files.atomic (the conversions are made beside this change).
 
+
 def test_figure_that_cannot_be_written_is_one_line_and_nothing_partial(tmp_path, monkeypatch):
     import matplotlib
 

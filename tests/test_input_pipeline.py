@@ -1,4 +1,4 @@
-"""Tests of the input pipeline and the batch normalizer (section 4.1, issue 4).
+"""Tests of the input pipeline and the batch normalizer (section 4.1).
 
 The shards here are written from real photographs that ship with scikit-learn and scikit-image,
 in the tensorflow/models layout (`image/encoded`, `image/class/label`, ...), both as the paper's

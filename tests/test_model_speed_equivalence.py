@@ -1,4 +1,4 @@
-"""The speed setting of issue 7 (oneDNN CPU kernels) leaves the model's numbers as they are.
+"""The CPU speed setting (oneDNN kernels) leaves the model's numbers as they are.
 
 `alexnet_tf.cli.performance.enable_onednn()` switches TensorFlow to its oneDNN CPU kernels, which
 TensorFlow reads once at import: the other setting runs in a subprocess. Outputs must agree to
