@@ -12,7 +12,7 @@ import tensorflow as tf
 from alexnet_tf.data.input_pipeline import eval_crops, parse_example
 from alexnet_tf.data.manifest import load_manifest
 from alexnet_tf.results import saved_model as exporting
-from alexnet_tf.results.trained_models import CheckpointSource, SavedModelSource
+from alexnet_tf.results.trained_models import SavedModelSource
 
 # Runs in a fresh interpreter with -I (no PYTHONPATH, no user site, not the repository as cwd).
 FRESH_PROCESS = textwrap.dedent(
@@ -35,22 +35,14 @@ FRESH_PROCESS = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def source(tools_workdir):
-    return CheckpointSource(tools_workdir)
+def source(tools_source):
+    return tools_source
 
 
 @pytest.fixture(scope="module")
-def export_dir(tools_workdir, tmp_path_factory):
-    """The export binary's SavedModel of the tools workdir (centre patch, top 5)."""
-    export_dir = str(tmp_path_factory.mktemp("export") / "alexnet")
-    proc = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.export", f"--workdir={tools_workdir}",
-         f"--export_dir={export_dir}"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"SavedModel written to {export_dir}" in proc.stdout
-    return export_dir
+def export_dir(exported_model):
+    """The export binary's SavedModel of the tools workdir (centre patch, top 5), from conftest."""
+    return exported_model
 
 
 @pytest.fixture(scope="module")
