@@ -44,6 +44,16 @@ LR_BOUNDARIES = flags.DEFINE_list("lr_boundaries", [], "Steps where --schedule=s
 LR_BOUNDARY_EPOCHS = flags.DEFINE_list(
     "lr_boundary_epochs", [], "Epochs where --schedule=step drops (if no --lr_boundaries)."
 )
+WARMUP_EPOCHS = flags.DEFINE_float(
+    "warmup_epochs", _F.warmup_epochs,
+    "Passes over which the rate ramps up linearly to --learning_rate before the schedule applies "
+    "(not in the paper; 0: none).",
+)  # fmt: skip
+CLIP_GRADIENT_NORM = flags.DEFINE_float(
+    "clip_gradient_norm", _F.clip_gradient_norm,
+    "Scale each batch's gradient (weight decay included) down to at most this global norm "
+    "(not in the paper; 0: never).",
+)  # fmt: skip
 PLATEAU_PATIENCE = flags.DEFINE_integer(
     "plateau_patience", _F.plateau_patience, "Evaluations without improvement before a drop."
 )

@@ -27,15 +27,18 @@ from alexnet_tf.convert import convert
 from alexnet_tf.data import small_sets
 
 OUTPUT_DIR = flags.DEFINE_string("output_dir", "/tmp/small_data", "Where sets and runs go.")
-SETS = flags.DEFINE_list("sets", ["digits", "digits_grey", "photos"], "Sets to run.")
+SETS = flags.DEFINE_list("sets", ["digits", "digits_grey", "photos", "textures"], "Sets to run.")
 FLAGFILE = flags.DEFINE_string("flagfile_to_test", "configs/demo.cfg", "The recipe under test.")
 EXTRA_FLAGS = flags.DEFINE_string("extra_flags", "", "Appended to the training command.")
 LINEAR_SIZE = flags.DEFINE_integer("linear_size", 32, "Side of the pixels the linear model sees.")
+TRAIN_PER_CLASS = flags.DEFINE_integer("train_per_class", 100, "Training images per class.")
+VAL_PER_CLASS = flags.DEFINE_integer("val_per_class", 25, "Validation images per class.")
 
 BUILDERS = {
-    "digits": lambda root: small_sets.write_digit_tree(root),
-    "digits_grey": lambda root: small_sets.write_digit_tree(root, grayscale=True),
-    "photos": lambda root: small_sets.write_photo_tree(root),
+    "digits": lambda root, **sizes: small_sets.write_digit_tree(root, **sizes),
+    "digits_grey": lambda root, **sizes: small_sets.write_digit_tree(root, grayscale=True, **sizes),
+    "photos": lambda root, **sizes: small_sets.write_photo_tree(root, **sizes),
+    "textures": lambda root, **sizes: small_sets.write_photo_tree(root, textures=True, **sizes),
 }
 
 
@@ -75,12 +78,18 @@ def main(argv: list[str]) -> None:
     for name in SETS.value:
         root = os.path.join(OUTPUT_DIR.value, name)
         start = time.time()
-        info = BUILDERS[name](os.path.join(root, "raw"))
+        info = BUILDERS[name](
+            os.path.join(root, "raw"),
+            train_per_class=TRAIN_PER_CLASS.value,
+            val_per_class=VAL_PER_CLASS.value,
+        )
         data_dir = os.path.join(root, "data")
-        convert(
+        converted = convert(
             output_dir=data_dir, train_dir=info["train_dir"], val_dir=info["val_dir"],
             val_labels=info["val_labels"], labels_file=info["labels_file"], show_progress=False,
         )  # fmt: skip
+        if not converted.complete:
+            sys.exit(f"error: converting {name} failed: {converted.errors[:3]}")
         linear = linear_error(info, LINEAR_SIZE.value)
         network = network_error(data_dir, os.path.join(root, "train"))
         rows.append(

@@ -162,3 +162,25 @@ def test_boxed_tree_converts_with_its_boxes(tmp_path):
     for split in ("train", "validation"):
         assert splits[split]["boxes"]["images_with_boxes"] == 10
         assert splits[split]["boxes"]["boxes_kept"] == 10
+
+
+def test_small_sets_write_photo_and_grey_texture_classes(tmp_path):
+    """The recipe benchmark's second and third sets: one class per bundled (grey) picture."""
+    from alexnet_tf.data import small_sets
+
+    for textures, classes, mode in ((False, 8, "RGB"), (True, 10, "L")):
+        root = tmp_path / ("textures" if textures else "photos")
+        info = small_sets.write_photo_tree(
+            str(root), train_per_class=2, val_per_class=1, textures=textures
+        )
+        assert len(info["synsets"]) == classes and info["num_train"] == 2 * classes
+        with open(info["labels_file"]) as f:
+            lines = f.read().splitlines()
+        assert lines == [f"{s} {t}" for s, t in zip(info["synsets"], info["texts"])]
+        some = os.path.join(info["train_dir"], info["synsets"][0])
+        image = Image.open(os.path.join(some, sorted(os.listdir(some))[0]))
+        assert (image.mode, image.size) == (mode, (64, 64))
+        data = small_sets.load_tree(info, size=8)
+        assert data["train"][0].shape == (2 * classes, 8 * 8 * 3)
+        assert sorted(data["validation"][1]) == list(range(classes))
+    assert info["texts"][0] == "texture brick"

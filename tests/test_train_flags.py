@@ -45,6 +45,7 @@ def test_binary_rejects_an_unknown_schedule_naming_the_flag(tmp_path):
         ({"strategy": "tpu"}, "--strategy"),
         ({"checkpoint_every_steps": 0}, "--checkpoint_every_steps"),
         ({"prefetch_to_device": -1}, "--prefetch_to_device"),
+        ({"warmup_epochs": -1.0}, "--warmup_epochs"),
         ({"data_dir": "/no/such/dir"}, "--data_dir"),
     ],
 )

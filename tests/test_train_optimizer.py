@@ -106,3 +106,67 @@ def test_eval_step_counts_only_unmasked_rows():
     logits = state.model.get_layer("fc8")(state.model.get_layer("fc7")(X)).numpy()
     expected = int(np.sum(np.argmax(logits, 1) != LABELS))
     assert (float(wrong1), float(wrong5), float(count)) == (expected, 0.0, 2.0)
+
+
+def _clipped_update(before, lr, clip_norm):
+    """The first update (v = 0) with the whole gradient, weight decay included, clipped."""
+    grads = _data_gradients(*before)
+    grads = [g + (optimizer.WEIGHT_DECAY * w if w.ndim == 2 else 0) for g, w in zip(grads, before)]
+    norm = np.sqrt(sum(np.sum(g**2) for g in grads))
+    scale = min(1.0, clip_norm / norm)
+    return [w - lr * scale * g for w, g in zip(before, grads)], norm
+
+
+def test_clipping_scales_the_whole_gradient_down_to_the_norm():
+    for clip_norm, clipped in ((0.05, True), (1e3, False)):
+        state = _state()
+        before = [v.numpy().astype(np.float64) for v in state.model.trainable_variables]
+        options = steps.StepOptions(batch_size=len(X), clip_gradient_norm=clip_norm)
+        steps.train_step(state, options, X, LABELS, tf.constant(0, tf.int64))
+        expected, norm = _clipped_update(before, 0.1, clip_norm)
+        assert (norm > clip_norm) == clipped
+        for v, w in zip(state.model.trainable_variables, expected):
+            np.testing.assert_allclose(v.numpy(), w, rtol=1e-5, atol=1e-7)
+
+
+_TWO_REPLICAS = """
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+import test_train_optimizer as t
+from alexnet_tf.training import steps
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    state = t._state()
+before = [v.numpy().astype(np.float64) for v in state.model.trainable_variables]
+options = steps.StepOptions(batch_size=len(t.X), replicas=2, clip_gradient_norm=0.05)
+def half(ctx):
+    r = ctx.replica_id_in_sync_group
+    return t.X[r::2], t.LABELS[r::2]
+halves = strategy.experimental_distribute_values_from_function(half)
+strategy.run(
+    lambda x, y: steps.train_step(state, options, x, y, tf.constant(0, tf.int64)), args=halves
+)
+expected, norm = t._clipped_update(before, 0.1, 0.05)
+assert norm > 0.05
+for v, w in zip(state.model.trainable_variables, expected):
+    np.testing.assert_allclose(v.numpy(), w, rtol=1e-5, atol=1e-7)
+print("EXACT")
+"""
+
+
+def test_clipping_over_two_replicas_clips_their_sum_exactly():
+    """Each replica's share scaled by the factor of the summed gradient (not of its own)."""
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run(
+        [sys.executable, "-c", _TWO_REPLICAS, here], capture_output=True, text=True, timeout=300
+    )
+    assert "EXACT" in result.stdout, result.stderr[-3000:]

@@ -56,3 +56,16 @@ def test_step_schedule_is_a_function_of_the_step():
 def test_bad_settings_name_the_flag(kwargs, flag):
     with pytest.raises(ValueError, match=flag):
         schedules.make_schedule(**kwargs)
+
+
+def test_warmup_ramps_linearly_then_leaves_the_schedule_alone():
+    assert [schedules.warmup_factor(t, 4) for t in (0, 1, 3, 4, 1000)] == [0.25, 0.5, 1, 1, 1]
+    assert schedules.warmup_factor(0, 0) == 1.0  # no warm-up
+
+
+def test_warmup_epochs_scale_with_the_data():
+    from alexnet_tf.training.config import TrainConfig
+
+    config = TrainConfig(data_dir="d", workdir="w", batch_size=16, warmup_epochs=0.5)
+    assert config.warmup_steps(800) == 25 and config.warmup_steps(2000) == 63
+    assert TrainConfig(data_dir="d", workdir="w").warmup_steps(10**6) == 0

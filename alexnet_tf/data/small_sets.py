@@ -11,6 +11,9 @@ images that ship inside PyPI packages, in the layout the converter reads:
 - "photos": which of the bundled photographs (scikit-learn's china and flower, scikit-image's
   astronaut, coffee, chelsea, rocket, hubble_deep_field, camera) a random crop came from: colour
   and texture, not shape, tell the classes apart.
+- "textures": the same task in grey only, over ten of scikit-image's grayscale images (brick,
+  grass, gravel, camera, coins, moon, page, text, clock, cell): a grayscale set of ten classes
+  whose pixels a linear model reads poorly, so the network must learn local structure.
 
     python benchmarks/small_data.py      # trains configs/demo.cfg on each, beside a linear model
 """
@@ -25,7 +28,9 @@ from alexnet_tf.data import demo_data
 from alexnet_tf.files import atomic
 
 PHOTO_PREFIX = "p"  # made-up wnids p0000000 … (no clash with ImageNet's n…)
-SETS = ("digits", "photos")
+TEXTURE_PREFIX = "t"
+TEXTURES = ("brick", "grass", "gravel", "camera", "coins", "moon", "page", "text", "clock", "cell")
+SETS = ("digits", "photos", "textures")
 
 
 def photo_classes() -> list[tuple[str, str, np.ndarray]]:
@@ -38,6 +43,20 @@ def photo_classes() -> list[tuple[str, str, np.ndarray]]:
             image = np.repeat(image[..., None], 3, axis=-1)
         classes.append((f"{PHOTO_PREFIX}{i:07d}", f"photograph {name}", image))
     return classes
+
+
+def texture_classes() -> list[tuple[str, str, np.ndarray]]:
+    """(wnid, text, grayscale uint8 image) per class, in label order (scikit-image's data)."""
+    from skimage import data as skdata
+
+    return [
+        (
+            f"{TEXTURE_PREFIX}{i:07d}",
+            f"texture {name}",
+            np.asarray(getattr(skdata, name)(), np.uint8),
+        )
+        for i, name in enumerate(TEXTURES)
+    ]
 
 
 def random_crop(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -58,18 +77,20 @@ def write_photo_tree(
     train_per_class: int = 100,
     val_per_class: int = 25,
     image_size: int = 64,
+    textures: bool = False,
     seed: int = 0,
 ) -> dict:
     """Writes random crops of the bundled photographs, one class per photograph.
 
     Training and validation crops are drawn independently (they may overlap in the photograph,
-    as two photographs of one object do).
+    as two photographs of one object do). `textures` draws from `texture_classes()` instead, in
+    grey.
 
     Returns:
         The same dict as `demo_data.write_demo_tree`, plus labels_file.
     """
     rng = np.random.default_rng(seed)
-    classes = photo_classes()
+    classes = texture_classes() if textures else photo_classes()
     val = []
     for wnid, _, photo in classes:
         folder = os.path.join(root, "train", wnid)

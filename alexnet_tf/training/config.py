@@ -39,6 +39,8 @@ class TrainConfig:
     lr_decay_factor: float = schedules.DECAY_FACTOR
     lr_boundaries: Sequence[int] = ()
     lr_boundary_epochs: Sequence[float] = ()  # the same in passes over the data (if no steps)
+    warmup_epochs: float = 0.0  # > 0: the rate ramps up linearly over these first passes
+    clip_gradient_norm: float = 0.0  # > 0: the batch's gradient is scaled to at most this norm
     plateau_patience: int = 1
     plateau_min_delta: float = 0.0
     plateau_max_drops: int = schedules.MAX_DROPS
@@ -85,6 +87,8 @@ class TrainConfig:
             (self.learning_rate > 0, "--learning_rate must be > 0"),
             (0 <= self.momentum < 1, "--momentum must be in [0, 1)"),
             (self.weight_decay >= 0, "--weight_decay must be >= 0"),
+            (self.warmup_epochs >= 0, "--warmup_epochs must be >= 0 (0: no warm-up)"),
+            (self.clip_gradient_norm >= 0, "--clip_gradient_norm must be >= 0 (0: no clipping)"),
             (self.checkpoint_every_steps >= 1, "--checkpoint_every_steps must be >= 1"),
             (self.keep_checkpoints >= 1, "--keep_checkpoints must be >= 1"),
             (self.eval_every_steps >= 0, "--eval_every_steps must be >= 0 (0: only at the end)"),
@@ -110,6 +114,10 @@ class TrainConfig:
         if self.lr_boundaries:
             return list(self.lr_boundaries)
         return [math.ceil(e * num_examples / self.batch_size) for e in self.lr_boundary_epochs]
+
+    def warmup_steps(self, num_examples: int) -> int:
+        """--warmup_epochs in steps (0: none)."""
+        return math.ceil(self.warmup_epochs * num_examples / self.batch_size)
 
     def model_kwargs(self) -> dict:
         """The keyword arguments of `build_alexnet` (saved in model_config.json)."""

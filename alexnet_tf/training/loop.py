@@ -34,7 +34,14 @@ from alexnet_tf.data import input_pipeline
 from alexnet_tf.data.manifest import ManifestError, load_manifest
 from alexnet_tf.files import workdir as run_files
 from alexnet_tf.model import build_alexnet
-from alexnet_tf.training import distribution, localization, preemption, steps, summaries
+from alexnet_tf.training import (
+    distribution,
+    localization,
+    preemption,
+    schedules,
+    steps,
+    summaries,
+)
 from alexnet_tf.training.checkpoints import CheckpointError, RunCheckpoints, write_model_config
 from alexnet_tf.training.config import (  # noqa: F401  (the names importers know from here)
     BATCH_SIZE,
@@ -60,6 +67,7 @@ class _Input:
     train_files: list[str]
     val_files: list[str] | None
     total_steps: int
+    warmup_steps: int
     iterator: object
     prefetcher: DevicePrefetcher
     normalizer: tf.Module
@@ -113,6 +121,7 @@ def train(
         batch_size=config.batch_size, weight_decay=config.weight_decay, replicas=replicas,
         local_replicas=replicas // workers, xla=config.xla,
         box_loss_weight=config.box_loss_weight if config.localization else None,
+        clip_gradient_norm=config.clip_gradient_norm,
     )  # fmt: skip
     step_fn = steps.make_train_step(state, options, strategy)
     eval_fn = tf.function(functools.partial(steps.eval_step, state), autograph=False)
@@ -139,7 +148,10 @@ def train(
     try:
         with preemption.StopRequests() as stop:
             while step < data.total_steps:
-                if (new_lr := state.schedule.learning_rate(step)) != lr:
+                new_lr = state.schedule.learning_rate(step) * schedules.warmup_factor(
+                    step, data.warmup_steps
+                )
+                if new_lr != lr:
                     lr = new_lr
                     state.optimizer.learning_rate.assign(lr)
                 tick = time.time()
@@ -236,7 +248,7 @@ def _make_input(
     )
     return _Input(
         manifest, train_split.files, val_split.files if val_split else None, total_steps,
-        iterator, prefetcher, normalizer,
+        config.warmup_steps(train_split.num_examples), iterator, prefetcher, normalizer,
     )  # fmt: skip
 
 

@@ -109,6 +109,17 @@ class ConstantSchedule(StepSchedule):
         super().__init__(initial, boundaries=())
 
 
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Multiplies the schedule's rate in the first `warmup_steps` updates: (step + 1) / warmup.
+
+    A linear warm-up (not in the paper) lets a short run start at a rate that would otherwise
+    blow up its first steps; it is a pure function of the step, so a resumed run needs no state.
+    """
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return 1.0
+    return (step + 1) / warmup_steps
+
+
 def make_schedule(
     name: str,
     initial: float = LEARNING_RATE,

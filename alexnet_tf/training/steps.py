@@ -34,6 +34,7 @@ class StepOptions:
     local_replicas: int = 1  # replicas of this process (one input part each)
     xla: bool = False  # compile the forward and backward pass with XLA
     box_loss_weight: float | None = None  # localization: the weight of the box loss; None: off
+    clip_gradient_norm: float = 0.0  # > 0: the whole batch's gradient is scaled to at most this
 
 
 def loss_and_gradients(
@@ -116,8 +117,28 @@ def train_step(
     if gradients is None:
         gradients = functools.partial(loss_and_gradients, state, options)
     grads, sums = gradients(images, labels, noise_seed, *boxes)
+    if options.clip_gradient_norm:
+        grads = clip_by_global_norm(grads, options.clip_gradient_norm, state)
     state.optimizer.apply(grads, state.model.trainable_variables)
     return sums
+
+
+def clip_by_global_norm(grads: list[tf.Tensor], clip_norm: float, state: TrainState) -> list:
+    """This replica's gradients, scaled so that the whole batch's gradient has norm ≤ clip_norm.
+
+    The norm is that of the gradient the optimizer applies: the sum over all replicas (an
+    all-reduce of its own when there are several), without the loss scale of float16 training.
+    Every replica scales its share by the same factor, so the optimizer's sum is clipped exactly.
+    """
+    context = tf.distribute.get_replica_context()
+    total = grads
+    if context.num_replicas_in_sync > 1:
+        total = context.all_reduce("SUM", grads)
+    norm = tf.linalg.global_norm(total)
+    if state.loss_scaling:
+        norm /= tf.cast(state.optimizer.scale_loss(tf.constant(1.0)), norm.dtype)
+    scale = tf.minimum(1.0, clip_norm / tf.maximum(norm, 1e-12))
+    return [g * tf.cast(scale, g.dtype) for g in grads]
 
 
 def make_train_step(
