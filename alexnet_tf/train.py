@@ -37,7 +37,8 @@ MOMENTUM = flags.DEFINE_float("momentum", _F.momentum, "SGD momentum (section 5)
 WEIGHT_DECAY = flags.DEFINE_float("weight_decay", _F.weight_decay, "Weight decay (section 5).")
 SCHEDULE = flags.DEFINE_enum(
     "schedule", _F.schedule, schedules.SCHEDULES,
-    "plateau: divide on a validation plateau (section 5); step: at --lr_boundaries.",
+    "plateau: divide on a validation plateau (section 5); step: at --lr_boundaries; cosine: "
+    "down to 0 over the run (not in the paper).",
 )  # fmt: skip
 LR_DECAY_FACTOR = flags.DEFINE_float("lr_decay_factor", _F.lr_decay_factor, "Factor per drop.")
 LR_BOUNDARIES = flags.DEFINE_list("lr_boundaries", [], "Steps where --schedule=step drops.")

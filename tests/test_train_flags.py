@@ -30,9 +30,9 @@ def test_binary_stops_on_a_missing_data_dir_naming_the_flag(tmp_path):
 
 
 def test_binary_rejects_an_unknown_schedule_naming_the_flag(tmp_path):
-    result = _train_binary("--schedule=cosine", f"--workdir={tmp_path}", "--data_dir=.")
+    result = _train_binary("--schedule=linear", f"--workdir={tmp_path}", "--data_dir=.")
     assert result.returncode != 0
-    assert "--schedule=cosine" in result.stderr and "plateau" in result.stderr
+    assert "--schedule=linear" in result.stderr and "plateau" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_binary_rejects_an_unknown_schedule_naming_the_flag(tmp_path):
         ({"batch_size": 0}, "--batch_size"),
         ({"train_steps": 0, "epochs": 0}, "--epochs"),
         ({"learning_rate": -1.0}, "--learning_rate"),
-        ({"schedule": "cosine"}, "--schedule"),
+        ({"schedule": "linear"}, "--schedule"),
         ({"strategy": "tpu"}, "--strategy"),
         ({"checkpoint_every_steps": 0}, "--checkpoint_every_steps"),
         ({"prefetch_to_device": -1}, "--prefetch_to_device"),

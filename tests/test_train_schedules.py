@@ -45,7 +45,7 @@ def test_step_schedule_is_a_function_of_the_step():
 @pytest.mark.parametrize(
     "kwargs, flag",
     [
-        ({"name": "cosine"}, "--schedule"),
+        ({"name": "linear"}, "--schedule"),
         ({"name": "step"}, "--lr_boundaries"),
         ({"name": "step", "boundaries": [200, 100]}, "--lr_boundaries"),
         ({"name": "plateau", "initial": 0.0}, "--learning_rate"),
@@ -69,3 +69,13 @@ def test_warmup_epochs_scale_with_the_data():
     config = TrainConfig(data_dir="d", workdir="w", batch_size=16, warmup_epochs=0.5)
     assert config.warmup_steps(800) == 25 and config.warmup_steps(2000) == 63
     assert TrainConfig(data_dir="d", workdir="w").warmup_steps(10**6) == 0
+
+
+def test_cosine_falls_from_the_rate_to_zero_over_the_run():
+    s = schedules.make_schedule("cosine", 0.02, total_steps=100)
+    rates = [s.learning_rate(t) for t in (0, 25, 50, 75, 100, 500)]
+    assert rates == pytest.approx(
+        [0.02, 0.01 + 0.01 * 0.5**0.5, 0.01, 0.01 - 0.01 * 0.5**0.5, 0, 0]
+    )
+    with pytest.raises(ValueError, match="--schedule=cosine"):
+        schedules.make_schedule("cosine", 0.02, total_steps=0)

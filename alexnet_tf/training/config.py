@@ -115,6 +115,10 @@ class TrainConfig:
             return list(self.lr_boundaries)
         return [math.ceil(e * num_examples / self.batch_size) for e in self.lr_boundary_epochs]
 
+    def total_steps(self, num_examples: int) -> int:
+        """The run's length: --train_steps, or --epochs over `num_examples` in steps."""
+        return self.train_steps or math.ceil(self.epochs * num_examples / self.batch_size)
+
     def warmup_steps(self, num_examples: int) -> int:
         """--warmup_epochs in steps (0: none)."""
         return math.ceil(self.warmup_epochs * num_examples / self.batch_size)

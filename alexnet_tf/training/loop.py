@@ -219,9 +219,7 @@ def _make_input(
             localization.check_boxes(manifest)
         except localization.NoBoxesError as e:
             raise ConfigError(str(e)) from e
-    total_steps = config.train_steps or math.ceil(
-        config.epochs * train_split.num_examples / config.batch_size
-    )
+    total_steps = config.total_steps(train_split.num_examples)
     # One input pipeline per worker: it yields the worker's share of the global batch, which
     # the train step splits over the worker's replicas.
     worker_context = tf.distribute.InputContext(workers, worker, workers)

@@ -4,6 +4,8 @@ The paper: "The learning rate was initialized at 0.01 ... we divide the learning
 the validation error rate stopped improving with the current learning rate ... reduced three
 times prior to termination." That is `PlateauSchedule`. `StepSchedule` is the fixed alternative
 (divide by 10 at given steps, as Caffe's `bvlc_alexnet` recipe does every 100,000 iterations).
+`CosineSchedule` (not in the paper) lowers the rate smoothly to zero over a run of known length,
+with no step to choose: the short demo runs use it.
 
 Both are `tf.Module`s whose state lives in `tf.Variable`s, so saving them in the training
 checkpoint (`schedule=`) restores the current rate, the best error so far and the patience count.
@@ -15,11 +17,12 @@ checkpoint (`schedule=`) restores the current rate, the best error so far and th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import tensorflow as tf
 
-SCHEDULES = ("plateau", "step", "constant")
+SCHEDULES = ("plateau", "step", "constant", "cosine")
 LEARNING_RATE = 0.01  # section 5: "initialized at 0.01"
 DECAY_FACTOR = 0.1  # section 5: "divide the learning rate by 10"
 MAX_DROPS = 3  # section 5: "reduced three times prior to termination"
@@ -109,6 +112,20 @@ class ConstantSchedule(StepSchedule):
         super().__init__(initial, boundaries=())
 
 
+class CosineSchedule(StepSchedule):
+    """`initial · (1 + cos(π · step / total_steps)) / 2`: from `initial` down to 0 at the end."""
+
+    def __init__(self, initial: float = LEARNING_RATE, *, total_steps: int):
+        super().__init__(initial, boundaries=())
+        if total_steps < 1:
+            raise ValueError(f"--schedule=cosine needs a run of >= 1 step; received {total_steps}")
+        self.total_steps = int(total_steps)
+
+    def learning_rate(self, step: int) -> float:
+        progress = min(step, self.total_steps) / self.total_steps
+        return self.initial * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def warmup_factor(step: int, warmup_steps: int) -> float:
     """Multiplies the schedule's rate in the first `warmup_steps` updates: (step + 1) / warmup.
 
@@ -129,6 +146,7 @@ def make_schedule(
     patience: int = 1,
     min_delta: float = 0.0,
     max_drops: int = MAX_DROPS,
+    total_steps: int = 0,
 ) -> PlateauSchedule | StepSchedule:
     """Builds the schedule named by `--schedule`; errors name the flag that is wrong."""
     if name not in SCHEDULES:
@@ -147,4 +165,6 @@ def make_schedule(
         if not boundaries:
             raise ValueError("--schedule=step needs --lr_boundaries (steps where lr is divided)")
         return StepSchedule(initial, boundaries=boundaries, factor=factor)
+    if name == "cosine":
+        return CosineSchedule(initial, total_steps=total_steps)
     return ConstantSchedule(initial)

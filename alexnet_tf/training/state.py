@@ -98,6 +98,7 @@ def create_train_state(
                 boundaries=config.step_boundaries(num_train_examples),
                 patience=config.plateau_patience, min_delta=config.plateau_min_delta,
                 max_drops=config.plateau_max_drops,
+                total_steps=config.total_steps(num_train_examples),
             )  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from e
