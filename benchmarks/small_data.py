@@ -1,13 +1,15 @@
 r"""Does configs/demo.cfg hold beyond the digits? Trained on small real sets, beside a linear model.
 
-For each set (alexnet_tf/data/small_sets.py: the digits, in colour and in grey, and crops of the
-bundled photographs), this writes the ILSVRC folder layout, converts it with the real converter,
-trains `python -m alexnet_tf.train --flagfile=configs/demo.cfg` with nothing changed but
---data_dir and --workdir, scores it with the ten-patch test, and fits a logistic regression
-(scikit-learn, standardized 32×32 RGB pixels of the same JPEGs) on the same split:
+For each set (alexnet_tf/data/small_sets.py: the digits, in colour and in grey, crops of the
+bundled photographs, and crops of ten grey textures), this writes the ILSVRC folder layout,
+converts it with the real converter, trains `python -m alexnet_tf.train
+--flagfile=configs/demo.cfg` with nothing changed but --data_dir and --workdir, scores it with
+the ten-patch test, and fits a logistic regression (scikit-learn, standardized 32×32 RGB pixels
+of the same JPEGs) on the same split:
 
     python benchmarks/small_data.py --output_dir=/tmp/small_data            # all sets
     python benchmarks/small_data.py --sets=photos --extra_flags=--epochs=1   # one set, a variant
+    python benchmarks/small_data.py --train_per_class=200 --val_per_class=50  # bigger sets
 
 Prints one table row per set: images, ten-patch top-1 error of the network, error of the linear
 model, wall time. Run it from the repository root. Each set is minutes of training on a CPU.
