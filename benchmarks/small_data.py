@@ -26,7 +26,7 @@ import time
 from absl import app, flags
 
 from alexnet_tf.convert import convert
-from alexnet_tf.data import small_sets
+from alexnet_tf.data import demo_data, small_sets
 
 OUTPUT_DIR = flags.DEFINE_string("output_dir", "/tmp/small_data", "Where sets and runs go.")
 SETS = flags.DEFINE_list("sets", ["digits", "digits_grey", "photos", "textures"], "Sets to run.")
@@ -80,11 +80,14 @@ def main(argv: list[str]) -> None:
     for name in SETS.value:
         root = os.path.join(OUTPUT_DIR.value, name)
         start = time.time()
-        info = BUILDERS[name](
-            os.path.join(root, "raw"),
-            train_per_class=TRAIN_PER_CLASS.value,
-            val_per_class=VAL_PER_CLASS.value,
-        )
+        try:
+            info = BUILDERS[name](
+                os.path.join(root, "raw"),
+                train_per_class=TRAIN_PER_CLASS.value,
+                val_per_class=VAL_PER_CLASS.value,
+            )
+        except demo_data.DemoDataError as e:  # e.g. more digits per class than the scans hold
+            sys.exit(f"error: --sets={name}: {e}")
         data_dir = os.path.join(root, "data")
         converted = convert(
             output_dir=data_dir, train_dir=info["train_dir"], val_dir=info["val_dir"],
