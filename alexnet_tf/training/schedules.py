@@ -7,8 +7,10 @@ times prior to termination." That is `PlateauSchedule`. `StepSchedule` is the fi
 `CosineSchedule` (not in the paper) lowers the rate smoothly to zero over a run of known length,
 with no step to choose: the short demo runs use it.
 
-Both are `tf.Module`s whose state lives in `tf.Variable`s, so saving them in the training
-checkpoint (`schedule=`) restores the current rate, the best error so far and the patience count.
+Each is a `tf.Module` saved in the training checkpoint (`schedule=`). The plateau schedule keeps
+its state in `tf.Variable`s, so a restore brings back the current rate, the best error so far and
+the patience count; the others are pure functions of the step, which the checkpoint holds.
+The linear warm-up (`warmup_factor`, not in the paper) multiplies whichever rate applies.
 
     schedule = make_schedule("plateau", 0.01, patience=1, max_drops=3)
     lr = schedule.learning_rate(step)         # before each step
