@@ -41,8 +41,8 @@ from alexnet_tf.data.manifest import ManifestError
 from alexnet_tf.files import atomic
 from alexnet_tf.files import workdir as paths
 from alexnet_tf.results import evaluation, figures, retrieval
+from alexnet_tf.runs.checkpoints import CheckpointError
 from alexnet_tf.training import loop as training
-from alexnet_tf.training.checkpoints import CheckpointError
 
 DEFAULT_FLAGFILE = os.path.join("configs", "demo.cfg")
 DEFAULT_WORKDIR = "demo_work"

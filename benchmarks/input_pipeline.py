@@ -42,8 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from alexnet_tf.convert import records  # noqa: E402
-from alexnet_tf.data import input_pipeline  # noqa: E402
+from alexnet_tf.data import input_pipeline, records  # noqa: E402
 from alexnet_tf.data.manifest import load_manifest  # noqa: E402
 from alexnet_tf.training import distribution
 from alexnet_tf.training.device_prefetch import DevicePrefetcher  # noqa: E402

@@ -104,7 +104,7 @@ def tools_workdir(tools_data_dir, tmp_path_factory) -> str:
     import tensorflow as tf
 
     from alexnet_tf.model import build_alexnet
-    from alexnet_tf.training.checkpoints import write_model_config
+    from alexnet_tf.runs.checkpoints import write_model_config
 
     workdir = str(tmp_path_factory.mktemp("tools_workdir"))
     model_kwargs = {"init": "he", "seed": 0}

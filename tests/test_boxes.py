@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.convert import convert, records, verify
-from alexnet_tf.data import boxes, crops, examples
+from alexnet_tf.convert import convert, verify
+from alexnet_tf.data import boxes, crops, examples, records
 from alexnet_tf.data import input_pipeline as ip
 from alexnet_tf.data.augment import Normalizer
 from alexnet_tf.data.demo_data import encode_jpeg, sample_photographs

@@ -7,9 +7,10 @@ import tarfile
 import numpy as np
 import pytest
 
-from alexnet_tf.convert import images, records, sources
+from alexnet_tf.convert import images, sources
 from alexnet_tf.convert.progress import Progress
 from alexnet_tf.convert.sources import ConvertError
+from alexnet_tf.data import records
 
 NAMES = [f"ILSVRC2012_val_{i:08d}.JPEG" for i in (1, 2, 3)]
 WNIDS = ["n02123045", "n01440764", "n02123045"]

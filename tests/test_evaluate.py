@@ -11,8 +11,8 @@ from alexnet_tf.data.input_pipeline import make_eval_dataset, parse_example
 from alexnet_tf.data.manifest import load_manifest
 from alexnet_tf.results import evaluation
 from alexnet_tf.results.trained_models import CheckpointSource
+from alexnet_tf.runs.checkpoints import CheckpointError
 from alexnet_tf.training import loop as training
-from alexnet_tf.training.checkpoints import CheckpointError
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_sigterm_to_the_real_network_binary_exits_resumable_and_resumes_exactly(
     tools_data_dir, tmp_path
 ):
     """The one real-network case: `python -m alexnet_tf.train`, SIGTERM after its first step."""
-    from alexnet_tf.training.checkpoints import load_trained_model
+    from alexnet_tf.runs.checkpoints import load_trained_model
     from alexnet_tf.training.preemption import EXIT_RESUMABLE
 
     flags = [
@@ -168,7 +168,7 @@ def _cut_short(prefix, keep=0.5):
 def test_damaged_latest_checkpoint_is_skipped_with_a_warning(
     tools_data_dir, tmp_path, caplog, keep
 ):
-    from alexnet_tf.training.checkpoints import resolve_checkpoint
+    from alexnet_tf.runs.checkpoints import resolve_checkpoint
 
     config = _config(tools_data_dir, tmp_path / "run", train_steps=4, checkpoint_every_steps=2)
     whole = _train(dataclasses.replace(config, workdir=str(tmp_path / "whole"), train_steps=6))
@@ -189,8 +189,8 @@ def test_no_intact_checkpoint_stops_naming_the_files_and_the_choices(
     tools_data_dir, tmp_path, capsys
 ):
     from alexnet_tf.cli.tool_errors import reported
+    from alexnet_tf.runs.checkpoints import CheckpointError, resolve_checkpoint
     from alexnet_tf.training import loop as training
-    from alexnet_tf.training.checkpoints import CheckpointError, resolve_checkpoint
 
     config = _config(tools_data_dir, tmp_path / "run", train_steps=4, checkpoint_every_steps=2)
     _train(config)

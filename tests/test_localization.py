@@ -420,7 +420,7 @@ def boxed_run(boxed_data_dir, tmp_path_factory):
 def test_training_logs_the_box_loss_and_records_the_head(boxed_run):
     import glob
 
-    from alexnet_tf.training.checkpoints import read_model_config
+    from alexnet_tf.runs.checkpoints import read_model_config
 
     assert boxed_run.step == 2
     assert 0 <= boxed_run.eval["localization_error"] <= 1

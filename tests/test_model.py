@@ -335,7 +335,7 @@ def test_cross_tower_lrn_is_one_lrn_over_both_towers():
 
 def test_caffes_weights_give_caffes_outputs(caffe_model, caffe_weights, images, tmp_path):
     """`lrn_across_towers=True, lrn_k=1, lrn_alpha=2e-5`: bvlc_alexnet's forward pass, exactly."""
-    from alexnet_tf.training.checkpoints import load_trained_model, write_model_config
+    from alexnet_tf.runs.checkpoints import load_trained_model, write_model_config
 
     model = caffe_model
     bgr = images[..., ::-1]  # Caffe's channel order; the mean is already subtracted

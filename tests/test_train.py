@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from alexnet_tf.model import layers
+from alexnet_tf.runs.checkpoints import load_trained_model, read_model_config
 from alexnet_tf.training import loop as training
-from alexnet_tf.training.checkpoints import load_trained_model, read_model_config
 
 
 def _tags(logdir):

@@ -10,7 +10,7 @@ import sys
 
 from alexnet_tf.data.manifest import ManifestError
 from alexnet_tf.files.atomic import WriteError
-from alexnet_tf.training.checkpoints import CheckpointError
+from alexnet_tf.runs.checkpoints import CheckpointError
 
 # Errors whose message already names the bad flag or file; anything else is a bug and keeps its
 # traceback.

@@ -14,7 +14,8 @@ No TensorFlow here: this runs in the converter's worker processes.
 
 from __future__ import annotations
 
-from alexnet_tf.convert import records, sources
+from alexnet_tf.convert import sources
+from alexnet_tf.data import records
 
 
 def record_boxes(task, item, image, result) -> dict:

@@ -10,8 +10,8 @@ record order and the JPEG encoder are deterministic, the result equals an uninte
 
 Workers are separate processes (started with "spawn", so a parent that already runs TensorFlow
 is never forked) fed one shard at a time; they report images done through a queue for the bar.
-They need no TensorFlow: records are encoded and framed by `records.py` (Pillow, numpy and
-google-crc32c only), so a worker starts in a fraction of a second and stays small.
+They need no TensorFlow: records are encoded and framed by `alexnet_tf/data/records.py` (Pillow,
+numpy and google-crc32c only), so a worker starts in a fraction of a second and stays small.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from collections.abc import Callable
 from concurrent import futures
 
 from alexnet_tf.convert import boxes as boxes_lib
-from alexnet_tf.convert import images, records, sources, stats
+from alexnet_tf.convert import images, sources, stats
+from alexnet_tf.data import records
 from alexnet_tf.files import atomic
 
 STATE_DIR = ".convert_state"

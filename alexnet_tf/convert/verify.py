@@ -16,9 +16,9 @@ import os
 import numpy as np
 
 from alexnet_tf.convert import progress as progress_lib
-from alexnet_tf.convert import records
 from alexnet_tf.convert.shards import sha256_file
 from alexnet_tf.data import manifest as manifest_lib
+from alexnet_tf.data import records
 
 
 @dataclasses.dataclass

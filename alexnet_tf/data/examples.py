@@ -1,6 +1,6 @@
 """Reading the converter's tf.train.Example records: the parsing spec and the box fields.
 
-The keys, kinds and defaults come from `alexnet_tf.convert.records.FEATURE_SPEC`, the one
+The keys, kinds and defaults come from `alexnet_tf.data.records.FEATURE_SPEC`, the one
 description of a record that the converter writes and `--verify` checks; this module turns it
 into `tf.io` parsing specs. Records of tensorflow/models' build_imagenet_data.py read the same
 (their missing `image/original/*` keys take the defaults: the stored image is the original).
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from alexnet_tf.convert import records
 from alexnet_tf.data import boxes as boxes_lib
+from alexnet_tf.data import records
 from alexnet_tf.data.crops import central_square
 
 _DTYPES = {records.BYTES: tf.string, records.INT64: tf.int64, records.FLOAT: tf.float32}

@@ -118,7 +118,7 @@ def write_localizations(
     from alexnet_tf.data.input_pipeline import input_errors, make_eval_dataset
     from alexnet_tf.data.manifest import load_manifest
     from alexnet_tf.results.trained_models import load_source, resolve_data_dir, training_workdir
-    from alexnet_tf.training.checkpoints import read_model_config
+    from alexnet_tf.runs.checkpoints import read_model_config
 
     if num_images <= 0:
         return None

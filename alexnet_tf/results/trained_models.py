@@ -20,7 +20,7 @@ from alexnet_tf.data.manifest import Manifest, ManifestError, load_manifest
 from alexnet_tf.files import workdir as workdir_lib
 from alexnet_tf.model import IMAGE_SIZE, conv1_kernels, endpoints_model
 from alexnet_tf.model.box_head import BOX_LAYER, has_box_head
-from alexnet_tf.training import checkpoints as checkpoints_lib
+from alexnet_tf.runs import checkpoints as checkpoints_lib
 
 CROPS_SPEC = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name="crops")
 

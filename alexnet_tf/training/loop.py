@@ -34,6 +34,7 @@ from alexnet_tf.data import input_pipeline
 from alexnet_tf.data.manifest import ManifestError, load_manifest
 from alexnet_tf.files import workdir as run_files
 from alexnet_tf.model import build_alexnet
+from alexnet_tf.runs.checkpoints import CheckpointError, write_model_config
 from alexnet_tf.training import (
     distribution,
     localization,
@@ -42,7 +43,7 @@ from alexnet_tf.training import (
     steps,
     summaries,
 )
-from alexnet_tf.training.checkpoints import CheckpointError, RunCheckpoints, write_model_config
+from alexnet_tf.training.checkpoints import RunCheckpoints
 from alexnet_tf.training.config import (  # noqa: F401  (the names importers know from here)
     BATCH_SIZE,
     EPOCHS,
