@@ -1,6 +1,7 @@
 """alexnet_tf: AlexNet of Krizhevsky, Sutskever and Hinton (NIPS 2012) in TensorFlow/Keras."""
 
 import os
+import sys
 
 # The model uses TensorFlow ops (LRN, device scopes), so Keras must run on the TensorFlow backend.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -8,5 +9,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # is off by default (BUILD.md, speed). Read once when TensorFlow is imported, so it is set here.
 # It picks CPU kernels only; GPUs and the two-device placement are unaffected.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+# A binary starting (`python -m alexnet_tf.X`, or an `alexnet-X` script): TensorFlow's start-up
+# notices are held back unless the user asks for them (alexnet_tf/cli/startup.py).
+_STARTED_AS = sys.argv[0] if sys.argv else ""
+if _STARTED_AS == "-m" or os.path.basename(_STARTED_AS).startswith("alexnet-"):
+    from alexnet_tf.cli import startup
+
+    startup.quiet_start()
 
 __version__ = "0.1.0"

@@ -14,15 +14,19 @@ command again to resume; 1 for an error the message names (a flag, a file, a ful
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 
 from absl import app, flags, logging
 
 from alexnet_tf.cli import shared_flags as common_flags
-from alexnet_tf.data import input_pipeline
+from alexnet_tf.data import input_pipeline, shard_checks
+from alexnet_tf.data.manifest import ManifestError, load_manifest
+from alexnet_tf.files import workdir as paths
 from alexnet_tf.files.atomic import WriteError
 from alexnet_tf.model import INITS
-from alexnet_tf.training import distribution, preemption, schedules
+from alexnet_tf.runs.checkpoints import CheckpointError, latest_intact
+from alexnet_tf.training import distribution, localization, preemption, schedules
 from alexnet_tf.training import loop as training
 
 flags.adopt_module_key_flags(common_flags)  # --data_dir and --workdir in --help
@@ -126,7 +130,7 @@ def main(argv: list[str]) -> None:
     except training.ConfigError as e:
         sys.exit(f"error: {e}")
     try:
-        config.validate()
+        check_before_writing(config)  # flags, data and checkpoints: nothing is written before
         common_flags.write_flags_file(config.workdir)
         result = training.train(config)
     except preemption.PreemptedError:  # its one line (where it saved) is already logged
@@ -141,6 +145,38 @@ def main(argv: list[str]) -> None:
     logging.info(
         "Finished at step %d: %s (checkpoint %s)", result.step, result.eval, result.checkpoint
     )
+
+
+def check_before_writing(config: training.TrainConfig) -> None:
+    """Checks what a run needs before it writes anything (flags.cfg, checkpoints, logs): the
+    flags, the data directory (manifest, training split, shards) and the checkpoints it resumes.
+
+    Raises:
+        ConfigError: a flag's value can't work, --data_dir is not converted data, or --workdir
+            has checkpoints but none can be read.
+        InputError: a training shard is missing or is not a TFRecord file.
+    """
+    config.validate()
+    try:
+        manifest = load_manifest(config.data_dir)
+        shard_checks.check_shards(manifest.split("train").files)
+    except ManifestError as e:
+        raise training.ConfigError(f"--data_dir: {e}") from e
+    if config.schedule == "plateau" and "validation" not in manifest.splits:
+        raise training.ConfigError(
+            f"--schedule=plateau needs a validation split in {manifest.path}; "
+            "convert one or use --schedule=step"
+        )
+    if config.localization:
+        try:
+            localization.check_boxes(manifest)
+        except localization.NoBoxesError as e:
+            raise training.ConfigError(str(e)) from e
+    if os.path.isdir(paths.checkpoints(config.workdir)):
+        try:
+            latest_intact(paths.checkpoints(config.workdir))  # a damaged one is named in a warning
+        except CheckpointError as e:
+            raise training.ConfigError(f"--workdir {config.workdir!r}: {e}") from e
 
 
 def config_from_flags(data_dir: str, workdir: str) -> training.TrainConfig:

@@ -9,18 +9,16 @@ in the same pass. Exit status 0 only when every shard (and, with --verify, every
         --val_labels=/data/ILSVRC2012/LOC_val_solution.csv --output_dir=/data/imagenet-tfrecords
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from alexnet_tf.convert import ConvertError, convert  # noqa: E402
-from alexnet_tf.convert.converter import DEFAULT_QUALITY, DEFAULT_SEED  # noqa: E402
-from alexnet_tf.convert.verify import verify  # noqa: E402
-from alexnet_tf.data.manifest import ManifestError  # noqa: E402
-from alexnet_tf.files.atomic import WriteError  # noqa: E402
+from alexnet_tf.cli import startup
+from alexnet_tf.convert import ConvertError, convert
+from alexnet_tf.convert.converter import DEFAULT_QUALITY, DEFAULT_SEED
+from alexnet_tf.convert.verify import verify  # TensorFlow is imported only by --verify
+from alexnet_tf.data.manifest import ManifestError
+from alexnet_tf.files.atomic import WriteError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -120,4 +118,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    startup.quiet_start()
+    startup.run(main, "build_imagenet_tfrecords")

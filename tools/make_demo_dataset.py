@@ -18,6 +18,7 @@ import sys
 
 from absl import app, flags
 
+from alexnet_tf.cli import startup
 from alexnet_tf.data.demo_data import SOURCES, DemoDataError, write_demo_tree
 
 FLAGS = flags.FLAGS
@@ -61,4 +62,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    startup.quiet_start()
+    startup.run(main, "make_demo_dataset")

@@ -4,19 +4,21 @@
     --workdir    checkpoints, logs and results of one run
 
 `write_flags_file(workdir)` writes WORKDIR/flags.cfg, one `--name=value` per line for every flag
-of the binary (not absl's own), so `python -m alexnet_tf.train --flagfile=WORKDIR/flags.cfg`
-replays the run. `run(main, program)` is each binary's `app.run`: a usage error is one line.
+of the binary (not absl's own; the folders as absolute paths), so
+`python -m alexnet_tf.train --flagfile=WORKDIR/flags.cfg` replays the run from anywhere.
+`run(main, program)` is each binary's `app.run`: `--help` exits 0, a usage error is one line.
 Each binary calls `flags.adopt_module_key_flags(shared_flags)` so that its `--help` lists these
 flags beside its own (absl shows other modules' flags only in `--helpfull`).
 """
 
 from __future__ import annotations
 
-import sys
+import os
 from collections.abc import Callable
 
 from absl import app, flags
 
+from alexnet_tf.cli import startup
 from alexnet_tf.files import atomic
 from alexnet_tf.files import workdir as workdir_lib
 
@@ -31,43 +33,45 @@ WORKDIR = flags.DEFINE_string(
 _NOT_RECORDED = ("absl.", "tensorflow.", "keras.")
 
 
-def write_flags_file(workdir: str, flag_values: flags.FlagValues = flags.FLAGS) -> str:
+def write_flags_file(
+    workdir: str, flag_values: flags.FlagValues = flags.FLAGS, data_dir: str | None = None
+) -> str:
     """Writes the resolved flags of this process to WORKDIR/flags.cfg atomically.
+
+    --workdir is recorded as `workdir` and --data_dir as `data_dir` (default: the flag's value),
+    both as absolute paths: `--flagfile=WORKDIR/flags.cfg` replays this run, in this folder and
+    on this data, from any current directory and whichever binary started it (the demo's
+    training runs in WORKDIR/train of its own --workdir).
 
     Args:
         workdir: the run's directory (created if missing).
         flag_values: the parsed flags (absl's global FLAGS by default).
+        data_dir: the run's data directory, if not --data_dir.
 
     Returns:
         The path written.
     """
+    paths = {"workdir": workdir, "data_dir": data_dir}
     lines = []
     for module, module_flags in sorted(flag_values.flags_by_module_dict().items()):
         if module.startswith(_NOT_RECORDED):
             continue
         for flag in sorted(module_flags, key=lambda f: f.name):
-            if flag.name in ("flagfile", "undefok") or flag.value is None:
-                continue
-            lines.append(flag.serialize())
+            if flag.name in paths:
+                value = paths[flag.name] or flag.value
+                if value:
+                    lines.append(f"--{flag.name}={os.path.abspath(value)}")
+            elif flag.name not in ("flagfile", "undefok") and flag.value is not None:
+                lines.append(flag.serialize())
     path = workdir_lib.flags_file(workdir)
-    header = f"# Resolved flags of this run; replay with --flagfile={path}\n"
+    header = f"# Resolved flags of this run; replay with --flagfile={os.path.abspath(path)}\n"
     return atomic.write_text(path, header + "".join(f"{line}\n" for line in sorted(set(lines))))
 
 
-def run(main: Callable[[list[str]], None], program: str) -> None:
-    """`app.run(main)`, but an `app.UsageError` prints one line, `program: error: ...`.
-
-    absl would print the module's whole help text above the message, which buries it.
-    """
-
-    def checked(argv: list[str]) -> None:
-        try:
-            main(argv)
-        except app.UsageError as e:
-            print(f"{program}: error: {e} (see --help)", file=sys.stderr)
-            sys.exit(e.exitcode)
-
-    app.run(checked, argv=sys.argv)
+def run(main: Callable[[list[str]], None], program: str, argv: list[str] | None = None) -> None:
+    """`app.run(main)` as every binary runs it: `--help` exits 0, an `app.UsageError` is one line
+    `program: error: ...` (see `alexnet_tf.cli.startup.run`)."""
+    startup.run(main, program, argv)
 
 
 def model_and_output_dir(
