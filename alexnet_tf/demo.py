@@ -55,6 +55,9 @@ FIGURE_IMAGES = flags.DEFINE_integer("figure_images", 8, "Validation images in t
 RETRIEVAL_QUERIES = flags.DEFINE_integer("retrieval_queries", 6, "Rows of retrieval.png.")
 RETRIEVAL_K = flags.DEFINE_integer("retrieval_k", 5, "Neighbours per row of retrieval.png.")
 _OWN_FLAGS = (TRAIN_PER_CLASS, VAL_PER_CLASS, FIGURE_IMAGES, RETRIEVAL_QUERIES, RETRIEVAL_K)
+# --help lists --workdir and the training flags the demo passes on, beside its own.
+flags.adopt_module_key_flags(common_flags)
+flags.adopt_module_key_flags(train_binary)
 
 # Errors whose message names the file or flag at fault: reported as one line, no traceback.
 _USER_ERRORS = (
@@ -156,10 +159,10 @@ def _convert(f: Folders, raw: dict[str, str]) -> dict:
 
 
 def _train(f: Folders) -> dict:
-    # flags.cfg first: the command that reproduces this stage alone reads it.
-    common_flags.write_flags_file(f.train, _train_flags())
     config = train_binary.config_from_flags(f.data, f.train)
-    config.validate()
+    train_binary.check_before_writing(config)
+    # flags.cfg before training: the command that reproduces this stage alone reads it.
+    common_flags.write_flags_file(f.train, _train_flags(), data_dir=f.data)
     result = training.train(config)
     return {"step": result.step, "checkpoint": result.checkpoint, "eval": result.eval}
 
@@ -174,6 +177,28 @@ def _train_flags() -> flags.FlagValues:
                 chosen[flag.name] = flag
                 chosen.register_flag_by_module(module, flag)
     return chosen
+
+
+def check_before_writing(folders: Folders) -> None:
+    """What the stages need that can be checked before the first one writes anything.
+
+    The demo's own flags; the training flags (all but --data_dir: the data is the demo's own,
+    built by its first stages, and the train stage checks it before it writes); and the
+    checkpoints a stopped training resumes from.
+
+    Raises:
+        app.UsageError: a demo flag is out of range.
+        ConfigError: a training flag can't work, or WORKDIR/train has no readable checkpoint.
+    """
+    for flag, least in (
+        (TRAIN_PER_CLASS, 1), (VAL_PER_CLASS, 1), (FIGURE_IMAGES, 0), (RETRIEVAL_QUERIES, 1),
+        (RETRIEVAL_K, 1),
+    ):  # fmt: skip
+        if flag.value < least:
+            raise app.UsageError(f"--{flag.name} must be >= {least}; received {flag.value}")
+    config = train_binary.config_from_flags(folders.data, folders.train)
+    dataclasses.replace(config, data_dir=os.curdir).validate()  # every value but the data's
+    train_binary.check_checkpoints(folders.train)
 
 
 def _evaluate(f: Folders, log) -> dict:
@@ -274,8 +299,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     root = common_flags.WORKDIR.value or DEFAULT_WORKDIR
     try:
+        check_before_writing(Folders(root))
         records = run_demo(root)
-    except (StageError, atomic.WriteError) as e:
+    except (training.ConfigError, StageError, atomic.WriteError) as e:
         sys.exit(f"demo: error: {e}")
     except OSError as e:  # WORKDIR can't be created or read
         sys.exit(f"demo: error: cannot use --workdir {root}: {e.strerror or e}")
@@ -287,7 +313,7 @@ def run_main() -> None:
         sys.exit(f"demo: error: {DEFAULT_FLAGFILE} not found; run from the repository root")
     # configs/demo.cfg first, then the demo's own folder, then whatever the user passes.
     argv = [sys.argv[0], f"--flagfile={DEFAULT_FLAGFILE}", f"--workdir={DEFAULT_WORKDIR}"]
-    app.run(main, argv=argv + sys.argv[1:])
+    common_flags.run(main, "demo", argv + sys.argv[1:])
 
 
 if __name__ == "__main__":

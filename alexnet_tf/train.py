@@ -172,11 +172,16 @@ def check_before_writing(config: training.TrainConfig) -> None:
             localization.check_boxes(manifest)
         except localization.NoBoxesError as e:
             raise training.ConfigError(str(e)) from e
-    if os.path.isdir(paths.checkpoints(config.workdir)):
+    check_checkpoints(config.workdir)
+
+
+def check_checkpoints(workdir: str) -> None:
+    """Raises ConfigError if WORKDIR has checkpoints but none of them can be read back whole."""
+    if os.path.isdir(paths.checkpoints(workdir)):
         try:
-            latest_intact(paths.checkpoints(config.workdir))  # a damaged one is named in a warning
+            latest_intact(paths.checkpoints(workdir))  # a damaged one is named in a warning
         except CheckpointError as e:
-            raise training.ConfigError(f"--workdir {config.workdir!r}: {e}") from e
+            raise training.ConfigError(f"--workdir {workdir!r}: {e}") from e
 
 
 def config_from_flags(data_dir: str, workdir: str) -> training.TrainConfig:
