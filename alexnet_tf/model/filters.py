@@ -5,9 +5,10 @@ GPU 2 are largely color-specific." These functions turn that sentence, and "the 
 learned", into numbers:
 
 - `neighbour_correlation`: the Pearson correlation between every weight of a kernel and its right
-  and its lower neighbour (all three colour planes pooled), averaged over the kernels. Independent
-  random weights (an untrained initialization) give about 0; the smooth edge and blob detectors
-  of figure 3 give values near 1.
+  and its lower neighbour, averaged over the kernels. Each colour plane's own mean is removed
+  before the three planes are pooled, so a flat colour cast does not count as smoothness.
+  Independent random weights (an untrained initialization) give about 0; the smooth edge and
+  blob detectors of figure 3 give values near 1.
 - `colourfulness`: the share of a kernel's (mean-removed) energy that lies in the differences
   between its colour planes, ||w - g||² / ||w - mean(w)||², where g is the per-pixel mean of the
   three planes (the kernel's grey part). 0: the three planes are equal, a colour-agnostic kernel;
@@ -49,11 +50,13 @@ def kernel_neighbour_correlations(kernels: np.ndarray) -> np.ndarray:
     """
     k = _check(kernels)
     n = k.shape[-1]
-    # Pairs (weight, right neighbour) and (weight, lower neighbour), all colour planes pooled.
-    first = np.concatenate([k[:, :-1].reshape(-1, n), k[:-1, :].reshape(-1, n)])
-    second = np.concatenate([k[:, 1:].reshape(-1, n), k[1:, :].reshape(-1, n)])
-    first = first - first.mean(0)
-    second = second - second.mean(0)
+    # Pairs (weight, right neighbour) and (weight, lower neighbour) of each colour plane.
+    first = np.concatenate([k[:, :-1].reshape(-1, 3, n), k[:-1, :].reshape(-1, 3, n)])
+    second = np.concatenate([k[:, 1:].reshape(-1, 3, n), k[1:, :].reshape(-1, 3, n)])
+    # Each plane's own mean removed, then the planes pooled: a flat colour cast (one plane
+    # brighter than another everywhere) is no smoothness.
+    first = (first - first.mean(0)).reshape(-1, n)
+    second = (second - second.mean(0)).reshape(-1, n)
     denominator = np.sqrt((first**2).sum(0) * (second**2).sum(0))
     return np.where(denominator > 0, (first * second).sum(0) / np.maximum(denominator, 1e-300), 0)
 

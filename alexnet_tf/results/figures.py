@@ -38,8 +38,14 @@ def kernel_grid(kernels: np.ndarray) -> np.ndarray:
     return filter_grid(kernels)
 
 
-def filters_figure(kernels: np.ndarray, stats: dict | None = None) -> Figure:
-    """Figure 3: the 96 conv1 kernels, each tower's block of rows labelled with its numbers."""
+def filters_figure(
+    kernels: np.ndarray, stats: dict | None = None, two_devices: bool = False
+) -> Figure:
+    """Figure 3: the 96 conv1 kernels, each tower's block of rows labelled with its numbers.
+
+    `two_devices`: the run placed the towers on two devices (`--placement=two_towers`), as the
+    paper did on GPU 1 and GPU 2; only then are the towers labelled with their GPU.
+    """
     stats = stats or conv1_stats(kernels)
     grid = filter_grid(kernels)
     _, rows = filter_layout(kernels.shape[-1])
@@ -56,7 +62,8 @@ def filters_figure(kernels: np.ndarray, stats: dict | None = None) -> Figure:
         values = stats["towers"][tower]
         ax.text(
             -10, (i + 0.5) * per_tower * row_height,
-            f"tower {tower}\n(GPU {i + 1})\nneighbour corr. {values['neighbour_correlation']:.2f}"
+            f"tower {tower}" + (f"\n(GPU {i + 1})" if two_devices else "")
+            + f"\nneighbour corr. {values['neighbour_correlation']:.2f}"
             f"\ncolourfulness {values['colourfulness']:.2f}",
             ha="right", va="center", fontsize=9,
         )  # fmt: skip
@@ -232,7 +239,7 @@ def write_figures(
     log(format_stats(stats))
     paths = {"conv1_stats": os.path.join(output_dir, "conv1_stats.json")}
     atomic.write_json(paths["conv1_stats"], {"step": step, **stats})
-    pictures = {"conv1_kernels": filters_figure(kernels, stats)}
+    pictures = {"conv1_kernels": filters_figure(kernels, stats, _two_devices(source))}
     if num_images > 0:
         images, labels = _validation_images(manifest, num_images)
         probabilities = source.predict(images)["predictions"]
@@ -249,6 +256,17 @@ def write_figures(
             log(f"visualize: wrote {paths[name]}")
     writer.close()
     return paths
+
+
+def _two_devices(source) -> bool:
+    """Whether the training run of `source` placed its towers on two devices."""
+    from alexnet_tf.runs.checkpoints import recorded_flags
+
+    prefix = getattr(source, "prefix", None)  # a checkpoint's; a SavedModel records no placement
+    if prefix is None:
+        return False
+    workdir = os.path.dirname(os.path.dirname(os.path.abspath(prefix)))
+    return recorded_flags(workdir).get("placement") == "two_towers"
 
 
 def _validation_images(manifest, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -60,6 +60,17 @@ def read_model_config(workdir: str) -> dict:
         raise CheckpointError(f"{path} can't be read: {e}") from e
 
 
+def recorded_flags(workdir: str) -> dict[str, str]:
+    """The `--name=value` lines of WORKDIR/flags.cfg as {name: value}; {} where there is none."""
+    try:
+        with open(run_files.flags_file(workdir), encoding="utf-8") as f:
+            lines = [line.strip() for line in f]
+    except OSError:
+        return {}
+    pairs = (line[2:].partition("=") for line in lines if line.startswith("--"))
+    return {name: value for name, _, value in pairs}
+
+
 def checkpoint_number(prefix: str) -> int:
     """N of a `.../ckpt-N` prefix (0 if it has none)."""
     match = _NUMBER.search(prefix)
