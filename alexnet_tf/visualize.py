@@ -4,15 +4,16 @@
     python -m alexnet_tf.visualize --checkpoint=exported/demo --data_dir=DATA --output_dir=/tmp/f
 
 Writes conv1_kernels.png (tower a's 48 kernels in the top rows, tower b's below, each 11×11
-kernel drawn 4× larger and scaled to 0–255, the towers labelled with their numbers), top5.png
-(each image with its true class and its five best guesses with their probabilities, the true
-one in red), localizations.png for a network with the box head (the ground-truth box and the
-top guess's box and class), and the same images to TensorBoard (WORKDIR/tensorboard/figures,
-or --output_dir when no training run is known). Prints how learned the conv1 kernels look and
+kernel drawn 4× larger and scaled to 0–255, the towers labelled with their numbers, and with
+their GPU when the run placed them on two devices), top5.png (each image with its true class and
+its five best guesses with their probabilities, the true one in red), and localizations.png for
+a network with the box head (the ground-truth box and the top guess's box and class).
+conv1_kernels.png and top5.png also go to TensorBoard (WORKDIR/tensorboard/figures, or
+--output_dir when no training run is known). Prints how learned the conv1 kernels look and
 writes it to conv1_stats.json (see alexnet_tf/model/filters.py): `neighbour_correlation`
-(about 0 for the random initialization, near 1 for smooth learned kernels) and per tower
-`colourfulness` (0: the three colour planes are equal; the paper's first tower is
-colour-agnostic, its second colour-specific).
+(about 0 for the random initialization, near 1 for smooth learned kernels; each colour plane's
+mean removed) and per tower `colourfulness` (0: the three colour planes are equal; the paper's
+first tower is colour-agnostic, its second colour-specific).
 """
 
 from __future__ import annotations
