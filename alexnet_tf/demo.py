@@ -162,9 +162,15 @@ def _train(f: Folders) -> dict:
     config = train_binary.config_from_flags(f.data, f.train)
     train_binary.check_before_writing(config)
     # flags.cfg before training: the command that reproduces this stage alone reads it.
-    common_flags.write_flags_file(f.train, _train_flags(), data_dir=f.data)
+    write_train_flags(f)
     result = training.train(config)
     return {"step": result.step, "checkpoint": result.checkpoint, "eval": result.eval}
+
+
+def write_train_flags(f: Folders) -> str:
+    """Writes WORKDIR/train/flags.cfg: the training flags, with --workdir=WORKDIR/train and
+    --data_dir=WORKDIR/data, so `train --flagfile=` of it resumes the demo's training."""
+    return common_flags.write_flags_file(f.train, _train_flags(), data_dir=f.data)
 
 
 def _train_flags() -> flags.FlagValues:

@@ -53,6 +53,7 @@ def main(argv: list[str]) -> None:
         if workdir is None and os.path.isdir(checkpoints[0]):
             raise app.UsageError("pass --workdir: it holds eval.json of a SavedModel")
     with tool_errors.reported("evaluate"):
+        common_flags.check_data_dir()  # before the model loads or a file is written
         result = evaluation.evaluate(
             checkpoints,
             resolve_data_dir(checkpoints[0], common_flags.DATA_DIR.value),

@@ -47,6 +47,7 @@ def main(argv: list[str]) -> None:
             f"--export_dir {EXPORT_DIR.value} exists; pass --overwrite to replace it"
         )
     with tool_errors.reported("export"):
+        common_flags.check_data_dir()  # before the model loads or a file is written
         path = exporting.export(
             checkpoint,
             EXPORT_DIR.value,

@@ -49,6 +49,7 @@ def main(argv: list[str]) -> None:
     if FIGURE_QUERIES.value < 0:
         raise app.UsageError(f"--figure_queries must be >= 0; received {FIGURE_QUERIES.value}")
     with tool_errors.reported("retrieve"):
+        common_flags.check_data_dir()  # before the model loads or a file is written
         retrieval.retrieve(
             checkpoint,
             output_dir,

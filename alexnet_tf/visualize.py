@@ -45,6 +45,7 @@ def main(argv: list[str]) -> None:
         if flag.value < least:
             raise app.UsageError(f"--{flag.name} must be >= {least}; received {flag.value}")
     with tool_errors.reported("visualize"):
+        common_flags.check_data_dir()  # before the model loads or a file is written
         figures.write_figures(
             checkpoint,
             output_dir,

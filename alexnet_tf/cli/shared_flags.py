@@ -74,6 +74,19 @@ def run(main: Callable[[list[str]], None], program: str, argv: list[str] | None 
     startup.run(main, program, argv)
 
 
+def check_data_dir() -> None:
+    """Reads --data_dir's manifest, if the flag is given: a tool stops on data it can't use
+    before it loads a model or writes anything.
+
+    Raises:
+        ManifestError: no readable manifest.json there (the message names the file).
+    """
+    from alexnet_tf.data.manifest import load_manifest
+
+    if DATA_DIR.value:
+        load_manifest(DATA_DIR.value)
+
+
 def model_and_output_dir(
     checkpoint: str | None, output_dir: str | None, default: Callable[[str], str]
 ) -> tuple[str, str | None, str]:
