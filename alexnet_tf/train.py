@@ -179,7 +179,8 @@ def check_checkpoints(workdir: str) -> None:
     """Raises ConfigError if WORKDIR has checkpoints but none of them can be read back whole."""
     if os.path.isdir(paths.checkpoints(workdir)):
         try:
-            latest_intact(paths.checkpoints(workdir))  # a damaged one is named in a warning
+            # Silent: the restore that follows names a damaged one it passes over.
+            latest_intact(paths.checkpoints(workdir), warn=lambda message: None)
         except CheckpointError as e:
             raise training.ConfigError(f"--workdir {workdir!r}: {e}") from e
 
