@@ -14,9 +14,10 @@ Stages, each by the same library function its own binary calls:
 
 WORKDIR/demo_stages.json records each finished stage (written only once its outputs are
 complete), so re-running the command skips them; a stopped training resumes from its last
-checkpoint. Training flags (--epochs, --learning_rate, ...) override configs/demo.cfg; its
---data_dir and --workdir are replaced by the folders above. Run it from the repository root,
-where configs/ is.
+checkpoint, and `python -m alexnet_tf.train --flagfile=WORKDIR/train/flags.cfg` resumes it too.
+Training flags (--epochs, --learning_rate, ...) override configs/demo.cfg; its --data_dir and
+--workdir are replaced by the folders above. Every flag is checked before the first stage writes
+anything. Run it from the repository root, where configs/ is.
 """
 
 from __future__ import annotations

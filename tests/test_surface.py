@@ -30,7 +30,7 @@ def binary(name: str):
     any other binary it imported (the binaries define flags of the same names). The shared flags
     (--data_dir, --workdir) stay: `shared_flags` defines them once, above."""
     assert shared_flags.WORKDIR.name == "workdir"
-    modules, defined = set(sys.modules), set(flags.FLAGS)
+    modules, defined, parsed = set(sys.modules), set(flags.FLAGS), flags.FLAGS.is_parsed()
     if name in TOOLS:
         spec = importlib.util.spec_from_file_location(
             name, os.path.join(REPO, "tools", f"{name}.py")
@@ -49,7 +49,9 @@ def binary(name: str):
                 del sys.modules[f"alexnet_tf.{other}"]
                 # `from alexnet_tf import train` would still find the old module there.
                 delattr(sys.modules["alexnet_tf"], other)
-        flags.FLAGS.unparse_flags()
+        flags.FLAGS.unparse_flags()  # back to the defaults, parsed or not as before
+        if parsed:
+            flags.FLAGS.mark_as_parsed()
 
 
 def run_main(name: str, *args: str) -> tuple[int, str]:
