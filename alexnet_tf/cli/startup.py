@@ -6,11 +6,11 @@ notices, and, on a machine without a GPU, `failed call to cuInit`. Those notices
 loggers that run before TensorFlow reads TF_CPP_MIN_LOG_LEVEL, so `quiet_start(argv)` does two
 things, before anything imports TensorFlow:
 
-* TF_CPP_MIN_LOG_LEVEL=2: TensorFlow's C++ code logs errors only from then on;
+* TF_CPP_MIN_LOG_LEVEL=2, unless the user set it: TensorFlow's C++ code logs errors only;
 * the first `import tensorflow` (and its device discovery, where cuInit is called) runs with
   stderr held back; what it printed is shown only if that import fails.
 
-Neither happens when the user asks for TensorFlow's logs: TF_CPP_MIN_LOG_LEVEL already set in the
+Neither happens when the user asks for TensorFlow's logs: TF_CPP_MIN_LOG_LEVEL=0 in the
 environment (`TF_CPP_MIN_LOG_LEVEL=0 python -m alexnet_tf.train ...` shows everything), or
 `--verbosity=1` (`-v 1`) or more on the command line. What the program itself logs is unchanged.
 
@@ -41,13 +41,14 @@ def quiet_start(argv: Sequence[str] | None = None) -> bool:
         argv: the command line (sys.argv by default), read for --verbosity.
 
     Returns:
-        Whether TensorFlow's start-up will be quiet: False when the user asked for its logs or
-        TensorFlow was already imported.
+        Whether TensorFlow's start-up will be quiet: False when the user asked for its logs
+        (TF_CPP_MIN_LOG_LEVEL=0, --verbosity >= 1) or TensorFlow was already imported.
     """
     argv = sys.argv if argv is None else argv
-    if LOG_LEVEL_VARIABLE in os.environ or verbosity(argv) >= 1 or "tensorflow" in sys.modules:
+    asked = os.environ.get(LOG_LEVEL_VARIABLE, "").strip() == "0"
+    if asked or verbosity(argv) >= 1 or "tensorflow" in sys.modules:
         return False
-    os.environ[LOG_LEVEL_VARIABLE] = QUIET_LOG_LEVEL
+    os.environ.setdefault(LOG_LEVEL_VARIABLE, QUIET_LOG_LEVEL)
     if not any(isinstance(finder, _QuietImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietImport())
     return True
