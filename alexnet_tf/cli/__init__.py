@@ -1,1 +1,2 @@
-"""What the commands (`python -m alexnet_tf.X`) share: flags, one-line errors, CPU settings."""
+"""What the commands (`python -m alexnet_tf.X`) share: a quiet start, flags, one-line errors,
+CPU settings."""
