@@ -10,10 +10,15 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # It picks CPU kernels only; GPUs and the two-device placement are unaffected.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-# A binary starting (`python -m alexnet_tf.X`, or an `alexnet-X` script): TensorFlow's start-up
-# notices are held back unless the user asks for them (alexnet_tf/cli/startup.py).
+# A binary starting (`python -m alexnet_tf.X`, an `alexnet-X` script, or a worker process that
+# multiprocessing starts from one, which imports the binary again): TensorFlow's start-up notices
+# are held back unless the user asks for them (alexnet_tf/cli/startup.py).
 _STARTED_AS = sys.argv[0] if sys.argv else ""
-if _STARTED_AS == "-m" or os.path.basename(_STARTED_AS).startswith("alexnet-"):
+if (
+    _STARTED_AS == "-m"
+    or os.path.basename(_STARTED_AS).startswith("alexnet-")
+    or os.path.dirname(os.path.abspath(_STARTED_AS)) == os.path.dirname(os.path.abspath(__file__))
+):
     from alexnet_tf.cli import startup
 
     startup.quiet_start()
