@@ -265,3 +265,26 @@ def test_the_record_format_needs_no_tensorflow():
                 assert {a.name.split(".")[0] for a in node.names} <= allowed, path
             elif isinstance(node, ast.ImportFrom):
                 assert node.module.split(".")[0] in allowed, path
+
+
+def test_conv1_figure_names_gpus_only_for_a_run_on_two_devices(tmp_path):
+    from alexnet_tf.results.figures import filters_figure
+    from alexnet_tf.runs.checkpoints import recorded_flags
+
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = skimage_data.camera().astype(float)
+    patches = [photo[11 * (i // 12) : 11 * (i // 12) + 11, 11 * (i % 12) : 11 * (i % 12) + 11]
+               for i in range(96)]  # fmt: skip
+    kernels = np.stack(patches, -1)[:, :, None, :].repeat(3, axis=2)
+
+    def labels(two_devices):
+        return " ".join(
+            t.get_text() for t in filters_figure(kernels, None, two_devices).axes[0].texts
+        )
+
+    assert "tower a" in labels(False) and "tower b" in labels(False) and "GPU" not in labels(False)
+    assert "tower a\n(GPU 1)" in labels(True) and "tower b\n(GPU 2)" in labels(True)
+    # The run's placement is read from its flags.cfg.
+    (tmp_path / "flags.cfg").write_text("# replay\n--placement=two_towers\n--batch_size=16\n")
+    assert recorded_flags(str(tmp_path)) == {"placement": "two_towers", "batch_size": "16"}
+    assert recorded_flags(str(tmp_path / "none")) == {}
