@@ -121,7 +121,8 @@ def test_ten_patch_and_float_signatures(source, encoded, tmp_path):
     served = module.serve(tf.constant(encoded[:4]))
     patches, want = _evaluation(source, encoded[:3] + [encoded[2]], ten_patch=True)
     want = want["predictions"].reshape(4, 10, -1).mean(axis=1)
-    np.testing.assert_allclose(served["probabilities"], want, atol=2e-6)
+    # 40 patches in one batch here, 10 per image there: float32 round-off of other kernels.
+    np.testing.assert_allclose(served["probabilities"], want, rtol=1e-4, atol=2e-6)
     assert served["top_k_indices"].shape == (4, 3)
     normalized = source.normalizer(patches[:, 0], training=False)
     floats = module.predict_images(normalized)
