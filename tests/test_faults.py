@@ -414,7 +414,7 @@ def test_tools_report_a_failed_write_in_one_line(capsys):
 def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_path, two_workers):
     from alexnet_tf.training.preemption import EXIT_RESUMABLE
 
-    processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.05)
+    processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.1)
     tiny_runs.wait_for(_ckpt(tmp_path, 5) + ".index", processes)
     processes[1].send_signal(signal.SIGTERM)  # only worker 1 is preempted
     outputs = tiny_runs.finish(processes)
@@ -440,7 +440,7 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_p
 def test_a_lost_worker_stops_the_other_within_the_readmes_bound(tools_data_dir, tmp_path, how):
     from alexnet_tf.training.preemption import EXIT_RESUMABLE
 
-    processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.05)
+    processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.1)
     tiny_runs.wait_for(tmp_path / "input-worker-1" / "ckpt-5.index", processes)
     # A frozen machine keeps its connections open, so only the missing heartbeats tell; a
     # killed process's connections close.
