@@ -1,4 +1,28 @@
-"""Shared test fixtures: a tiny converted demo data set, built once per test session."""
+"""Shared test fixtures, each built once per test session, and the session's two CPU devices.
+
+The CPU is split into two logical devices (`/CPU:0`, `/CPU:1`) before any TensorFlow op runs,
+so the two towers on two devices, MirroredStrategy's two replicas and the device prefetcher are
+tested in-process; everything else runs on `/CPU:0` as it would on a one-CPU machine.
+
+Data (the scikit-learn digits as ILSVRC-2012 folders, converted by the real converter):
+    demo_tree        the raw tree: `write_demo_tree`'s dict (train_dir, val_dir, val_labels...).
+    demo_data_dir    converted: 10 classes, 80 training records in 2 shards, 30 validation in 1.
+    tools_data_dir   its first records as a data set of their own: 12 training, 6 validation.
+
+Runs (read-only: copy a workdir with `shutil.copytree` before training on in it):
+    tools_workdir    an untrained 10-class AlexNet on tools_data_dir as checkpoints/ckpt-1 and
+                     ckpt-2 (other fc8 weights), with model_config.json: what the tools load.
+    tools_source     `CheckpointSource(tools_workdir)`, restored once.
+    exported_model   the export binary's SavedModel of tools_workdir.
+    trained_workdir  the `TrainResult` of two real training steps (batch 4) on tools_data_dir:
+                     `.workdir` holds checkpoints/ckpt-2, model_config.json, tensorboard/.
+    two_workers      a finished two-process --strategy=multi_worker run of the stand-in network
+                     (tests/tiny_runs.py, TWO_WORKERS): {"workdir", "checkpoint", "outputs"}.
+    binary_runs      every binary's usage errors and a few working runs, in one interpreter.
+
+The stand-in network (`tiny_runs.tiny_alexnet`, with `training.train(config,
+build_model=tiny_alexnet)`) is what training-loop tests use: a step takes milliseconds.
+"""
 
 import os
 
@@ -9,6 +33,18 @@ import pytest  # noqa: E402
 # The package before TensorFlow, as in the binaries: it switches on the oneDNN CPU kernels, which
 # TensorFlow reads once at import. Every test, run alone or in the suite, then sees the same ones.
 import alexnet_tf  # noqa: E402, F401
+
+
+def _two_logical_cpus() -> None:
+    """Before any op: TensorFlow fixes its devices when it first runs one."""
+    import tensorflow as tf
+
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+
+
+_two_logical_cpus()
 
 # 10 digit classes × 8 training + 3 validation images: enough for every class to appear in each
 # split, small enough to convert in a few seconds on two shared cores.
@@ -139,24 +175,47 @@ def tools_source(tools_workdir):
 
 
 @pytest.fixture(scope="session")
-def exported_model(tools_workdir, tmp_path_factory) -> str:
+def trained_workdir(tools_data_dir, tmp_path_factory):
+    """Two steps of the real network on `tools_data_dir` (batch 4, He init, seed 3); the run's
+    `TrainResult` (`.workdir`, `.step`, `.checkpoint`, `.eval`). Read-only: copy to train on."""
+    from alexnet_tf.training import loop as training
+
+    config = training.TrainConfig(
+        data_dir=tools_data_dir, workdir=str(tmp_path_factory.mktemp("trained") / "run"),
+        train_steps=2, batch_size=4, eval_every_steps=0, log_every_steps=1,
+        checkpoint_every_steps=100, init="he", input_scale=1 / 64, shuffle_buffer=16, seed=3,
+    )  # fmt: skip
+    return training.train(config)
+
+
+@pytest.fixture(scope="session")
+def two_workers(tools_data_dir, tmp_path_factory) -> dict:
+    """Two local --strategy=multi_worker processes, the stand-in network, TWO_WORKERS's 30 steps.
+
+    Returns {"workdir", "checkpoint" (its ckpt-30), "outputs" (each worker's log)}.
+    """
+    import tiny_runs
+
+    workdir = tmp_path_factory.mktemp("two_workers")
+    processes = tiny_runs.start_workers(tools_data_dir, workdir, tiny_runs.TWO_WORKERS)
+    outputs = tiny_runs.finish(processes)
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    checkpoint = os.path.join(str(workdir), "checkpoints", "ckpt-30")
+    return {"workdir": str(workdir), "checkpoint": checkpoint, "outputs": outputs}
+
+
+@pytest.fixture(scope="session")
+def exported_model(binary_runs) -> str:
     """The export binary's SavedModel of `tools_workdir` (centre patch, top 5); returns its path.
 
-    Its own interpreter: the names of the traced functions in saved_model.pb depend on what the
-    process traced before, and an export must equal any other fresh export byte for byte.
+    The first of `binary_runs`, so made before that interpreter traced anything else: the names
+    of the traced functions in saved_model.pb depend on what the process traced before, and an
+    export must equal any other fresh export byte for byte.
     """
-    import subprocess
-    import sys
-
-    export_dir = str(tmp_path_factory.mktemp("export") / "alexnet")
-    proc = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.export", f"--workdir={tools_workdir}",
-         f"--export_dir={export_dir}"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"SavedModel written to {export_dir}" in proc.stdout
-    return export_dir
+    run = binary_runs["export:ok"]
+    assert run["code"] == 0, run["stderr"][-3000:]
+    assert f"SavedModel written to {run['export_dir']}" in run["stdout"]
+    return run["export_dir"]
 
 
 # Each binary run in one interpreter, so that TensorFlow is imported once: absl registers flags
@@ -180,29 +239,44 @@ for key, argv, paths in cases:
             if isinstance(code, str):  # sys.exit(message): Python prints it on stderr
                 print(code, file=stderr)
     results[key] = {
+        "argv": argv,
         "help": flags.FLAGS.module_help(module),
         "stdout": stdout.getvalue(),
         "stderr": stderr.getvalue(),
         "code": code,
         "written": [p for p in paths if os.path.exists(p)],
+        "read": {p: open(p).read() for p in paths if os.path.isfile(p)},
     }
     for flag in flags.FLAGS.get_flags_for_module(module):
         delattr(flags.FLAGS, flag.name)
     for flag in flags.FLAGS:  # back to the defaults for the next binary
         flags.FLAGS[flag].unparse()
     del sys.modules[module.__name__]
+    delattr(sys.modules["alexnet_tf"], name)  # or `from alexnet_tf import X` finds it again
 json.dump(results, open(out, "w"))
 """
+
+
+# The smallest demo that runs every stage: 2 training and 1 held-out digit per class, two steps.
+DEMO_TINY = [
+    "--train_per_class=2", "--val_per_class=1", "--train_steps=2", "--batch_size=4",
+    "--eval_every_steps=0", "--checkpoint_every_steps=2", "--shuffle_buffer=8",
+    "--figure_images=2", "--retrieval_queries=2", "--retrieval_k=2",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def binary_runs(tools_workdir, tmp_path_factory) -> dict:
     """`python -m alexnet_tf.X` for each binary, with flags a user gets wrong, and the runs that
-    work ("NAME:ok") of describe, evaluate and retrieve on `tools_workdir`.
+    work ("NAME:ok"), all in one interpreter started from the repository root (as the README's
+    commands are): the export, describe, evaluate, retrieve and visualize on `tools_workdir`, and
+    the demo with DEMO_TINY's flags, twice in one folder ("demo:ok", then "demo:again").
 
     Returns:
-        {key: {"help", "stdout", "stderr", "code", "written": paths it should not have made}};
-        "retrieve:ok" also gives its "output_dir".
+        {key: {"argv", "help", "stdout", "stderr", "code", "written": paths it should not have made,
+        "read": {path: text} of the files among those paths}}; "export:ok" also gives its
+        "export_dir", "retrieve:ok" and "visualize:ok" their "output_dir", the demo cases their
+        "workdir".
     """
     import json
     import subprocess
@@ -210,7 +284,10 @@ def binary_runs(tools_workdir, tmp_path_factory) -> dict:
 
     tmp = tmp_path_factory.mktemp("binary_runs")
     new = {name: str(tmp / name) for name in ("evaluate", "export", "retrieve", "train", "vis")}
+    demo, failing, blocker = tmp / "demo", tmp / "demo_failing", tmp / "a_file"
+    blocker.write_text("not a folder")
     cases = [
+        ("export:ok", [f"--workdir={tools_workdir}", f"--export_dir={tmp / 'exported'}"], []),
         ("evaluate", [f"--checkpoints={tools_workdir}", f"--workdir={new['evaluate']}",
                       "--batch_size=0"], [new["evaluate"]]),
         ("export", [f"--workdir={tools_workdir}", f"--export_dir={new['export']}", "--top_k=0"],
@@ -221,12 +298,22 @@ def binary_runs(tools_workdir, tmp_path_factory) -> dict:
                        "--columns=0"], [new["vis"]]),
         ("train", [f"--workdir={new['train']}", f"--data_dir={tmp / 'no_data'}"],
          [new["train"]]),
+        ("train:schedule", ["--schedule=linear", f"--workdir={new['train']}", "--data_dir=."],
+         [new["train"]]),
         ("export:exists", [f"--workdir={tools_workdir}", f"--export_dir={tools_workdir}"], []),
         ("describe", ["--num_classes=0"], []),
         ("describe:ok", [], []),
+        ("describe:localization", ["--localization"], []),
         ("evaluate:ok", [f"--workdir={tools_workdir}", "--batch_size=4"], []),
         ("retrieve:ok", [f"--workdir={tools_workdir}", f"--output_dir={tmp / 'retrieval'}",
                          "--num_queries=3", "--k=4", "--batch_size=6", "--max_memory_mb=1"], []),
+        ("visualize:ok", [f"--workdir={tools_workdir}", f"--output_dir={tmp / 'figures'}",
+                          "--num_images=3", "--columns=3"], []),
+        ("demo:ok", [f"--workdir={demo}", *DEMO_TINY], [str(demo / "demo_stages.json")]),
+        ("demo:again", [f"--workdir={demo}", *DEMO_TINY], [str(demo / "demo_stages.json")]),
+        ("demo:unwritable", [f"--workdir={blocker / 'demo'}", *DEMO_TINY], []),
+        ("demo:failing", [f"--workdir={failing}", *DEMO_TINY, "--learning_rate=-1"],
+         [str(failing / "demo_stages.json")]),
     ]  # fmt: skip
     out = tmp / "result.json"
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -235,9 +322,15 @@ def binary_runs(tools_workdir, tmp_path_factory) -> dict:
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=repo,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": repo},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = json.loads(out.read_text())
+    runs["export:ok"]["export_dir"] = str(tmp / "exported")
     runs["retrieve:ok"]["output_dir"] = str(tmp / "retrieval")
+    runs["visualize:ok"]["output_dir"] = str(tmp / "figures")
+    for key, workdir in [("demo:ok", demo), ("demo:again", demo), ("demo:unwritable", blocker),
+                         ("demo:failing", failing)]:  # fmt: skip
+        runs[key]["workdir"] = str(workdir)
     return runs

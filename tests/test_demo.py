@@ -1,84 +1,65 @@
-"""`python -m alexnet_tf.demo`: every stage in one command, re-runs skip finished stages."""
+"""`python -m alexnet_tf.demo`: every stage in one command, re-runs skip finished stages.
+
+The demo runs with conftest.DEMO_TINY's flags in the `binary_runs` interpreter: "demo:ok", then
+"demo:again" in the same folder, an unwritable --workdir and a failing stage.
+"""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The smallest demo that runs every stage: 2 training and 1 held-out digit per class, two steps.
-TINY = [
-    "--train_per_class=2", "--val_per_class=1", "--train_steps=2", "--batch_size=4",
-    "--eval_every_steps=0", "--checkpoint_every_steps=2", "--shuffle_buffer=8",
-    "--figure_images=2", "--retrieval_queries=2", "--retrieval_k=2",
-]  # fmt: skip
+STAGES = ["data", "convert", "train", "evaluate", "figures", "retrieval"]
 
 
-def run_demo(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.demo", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_demo(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo") / "work"
-    return workdir, run_demo(f"--workdir={workdir}", *TINY)
-
-
-def test_demo_runs_every_stage_and_writes_every_figure(tiny_demo):
-    workdir, proc = tiny_demo
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    records = json.loads((workdir / "demo_stages.json").read_text())
-    assert list(records) == ["data", "convert", "train", "evaluate", "figures", "retrieval"]
-    train = workdir / "train"
+def test_demo_runs_every_stage_and_writes_every_figure(binary_runs):
+    run = binary_runs["demo:ok"]
+    assert run["code"] == 0, run["stderr"][-4000:]
+    workdir = run["workdir"]
+    records = json.loads(run["read"][os.path.join(workdir, "demo_stages.json")])
+    assert list(records) == STAGES
+    train = os.path.join(workdir, "train")
     for path in ("figures/conv1_kernels.png", "figures/top5.png", "figures/conv1_stats.json",
                  "retrieval/retrieval.png", "eval.json"):  # fmt: skip
-        assert (train / path).is_file(), path
-        assert str(train / path) in proc.stdout or path == "eval.json"
-    assert "ten-patch accuracy" in proc.stdout and "time per stage" in proc.stdout
-    assert "neighbour_correlation" in proc.stdout
+        assert os.path.isfile(os.path.join(train, path)), path
+        assert os.path.join(train, path) in run["stdout"] or path == "eval.json"
+    assert "ten-patch accuracy" in run["stdout"] and "time per stage" in run["stdout"]
+    assert "neighbour_correlation" in run["stdout"]
     # The demo's training flags override configs/demo.cfg, and flags.cfg replays the training.
-    flags_cfg = (train / "flags.cfg").read_text()
+    with open(os.path.join(train, "flags.cfg")) as f:
+        flags_cfg = f.read()
     assert "--train_steps=2" in flags_cfg and "--batch_size=4" in flags_cfg
     assert "--train_per_class" not in flags_cfg
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in run["stderr"]
 
 
-def test_a_second_run_skips_finished_stages(tiny_demo):
-    workdir, first = tiny_demo
-    assert first.returncode == 0, first.stderr[-4000:]
-    before = (workdir / "demo_stages.json").read_text()
-    proc = run_demo(f"--workdir={workdir}", *TINY)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    output = proc.stdout + proc.stderr
-    for stage in ("data", "convert", "train", "evaluate", "figures", "retrieval"):
+def test_a_second_run_skips_finished_stages(binary_runs):
+    first, again = binary_runs["demo:ok"], binary_runs["demo:again"]
+    assert first["code"] == 0 and again["code"] == 0, again["stderr"][-4000:]
+    output = again["stdout"] + again["stderr"]
+    for stage in STAGES:
         assert f"demo: {stage}: finished earlier, skipped" in output
-    assert (workdir / "demo_stages.json").read_text() == before
+    assert again["read"] == first["read"]  # demo_stages.json unchanged
 
 
-def test_unwritable_workdir_is_one_line(tmp_path):
-    blocker = tmp_path / "a_file"
-    blocker.write_text("not a folder")
-    proc = run_demo(f"--workdir={blocker / 'demo'}", *TINY)
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("demo: error")]
-    assert len(lines) == 1 and str(blocker / "demo") in lines[0], proc.stderr[-2000:]
+def test_unwritable_workdir_is_one_line(binary_runs):
+    run = binary_runs["demo:unwritable"]
+    assert run["code"] not in (0, None)
+    assert "Traceback" not in run["stderr"]
+    lines = [line for line in run["stderr"].splitlines() if line.startswith("demo: error")]
+    target = os.path.join(run["workdir"], "demo")
+    assert len(lines) == 1 and target in lines[0], run["stderr"][-2000:]
 
 
-def test_a_failing_stage_is_named_with_its_own_command(tmp_path):
-    proc = run_demo(f"--workdir={tmp_path}", *TINY, "--learning_rate=-1")
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    assert "stage train failed: --learning_rate must be > 0" in proc.stderr
-    command = f"python -m alexnet_tf.train --flagfile={tmp_path / 'train' / 'flags.cfg'}"
-    assert command in proc.stderr
-    records = json.loads((tmp_path / "demo_stages.json").read_text())
+def test_a_failing_stage_is_named_with_its_own_command(binary_runs):
+    run = binary_runs["demo:failing"]
+    assert run["code"] not in (0, None)
+    assert "Traceback" not in run["stderr"]
+    assert "stage train failed: --learning_rate must be > 0" in run["stderr"]
+    workdir = run["workdir"]
+    command = f"python -m alexnet_tf.train --flagfile={os.path.join(workdir, 'train', 'flags.cfg')}"
+    assert command in run["stderr"]
+    records = json.loads(run["read"][os.path.join(workdir, "demo_stages.json")])
     assert list(records) == ["data", "convert"]  # train is not recorded as finished
 
 

@@ -31,11 +31,14 @@ def _photos():
 
 
 def _square256(photo):
-    """Section 2 in NumPy/TF: central square, resized to 256×256."""
+    """Section 2 without the code under test: the central square (NumPy), resized to 256×256 by
+    Pillow's bilinear filter (which widens with the reduction, like an antialiased resize)."""
+    from PIL import Image
+
     h, w = photo.shape[:2]
     s = min(h, w)
     square = photo[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-    return tf.cast(tf.round(tf.image.resize(square, [256, 256], antialias=True)), tf.uint8).numpy()
+    return np.asarray(Image.fromarray(square).resize((256, 256), Image.BILINEAR))
 
 
 def _example(jpeg, label, name, height=256, width=256):
@@ -196,7 +199,11 @@ def test_original_size_images_are_resized_on_the_shorter_side_then_cropped(data)
     photo = data["photos"][0]  # 427×640
     encoded = _jpeg(photo)
     stored = crops.stored_image_from_jpeg(tf.constant(encoded)).numpy()
-    np.testing.assert_array_equal(stored, _square256(_decoded(encoded)))
+    assert stored.shape == (256, 256, 3)
+    # Two resampling implementations: the same to a level of rounding (a crop off by one pixel,
+    # or a resize without the antialiasing filter, is several levels off on average).
+    difference = np.abs(stored.astype(int) - _square256(_decoded(encoded)).astype(int))
+    assert difference.max() <= 2 and difference.mean() < 0.25
     patches = ip.eval_crops(tf.constant(encoded), ten_patch=True).numpy()
     np.testing.assert_array_equal(patches[4], stored[29:, 29:])
     crop = ip.train_preprocess(tf.constant(encoded), tf.constant([1, 2], tf.int64)).numpy()
@@ -376,12 +383,8 @@ def test_eval_workers_together_score_every_example_once(data):
         assert sorted(labels) == list(range(6 if len(files) == 1 else 11))
 
 
-def test_demo_data_from_the_converter(request):
-    try:
-        data_dir = request.getfixturevalue("demo_data_dir")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py has no demo_data_dir fixture")
-    manifest = load_manifest(data_dir)
+def test_demo_data_from_the_converter(demo_data_dir):
+    manifest = load_manifest(demo_data_dir)
     split = manifest.split("validation")
     dataset = ip.make_eval_dataset(split.files, 8, label_offset=manifest.label_offset)
     normalizer = make_normalizer(manifest)

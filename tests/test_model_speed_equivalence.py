@@ -2,9 +2,11 @@
 
 `alexnet_tf.cli.performance.enable_onednn()` switches TensorFlow to its oneDNN CPU kernels, which
 TensorFlow reads once at import: the other setting runs in a subprocess. Outputs must agree to
-float32 round-off. Gradients of conv1-conv3 sum thousands of products of mixed sign, so in float32
-either setting is off from exact arithmetic by up to ~1e-3; a float64 build of the same weights
-is the arbiter, and the two settings may differ by no more than that float32 error.
+float32 round-off (1e-5). Gradients of conv1-conv3 sum thousands of products of mixed sign, so
+in float32 either setting is off from exact arithmetic by a few 1e-3 (2026-12-05, AMD EPYC:
+at most 2.7e-3, conv1's kernel with TensorFlow's own kernels; 0.9e-3 with oneDNN's); a float64
+build of the same weights is the arbiter, and each setting's relative error must stay below
+GRADIENT_BOUND.
 """
 
 import os
@@ -22,18 +24,19 @@ from alexnet_tf.cli import performance
 from alexnet_tf.model import build_alexnet, layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GRADIENT_BOUND = 5e-3  # relative, per variable: float32 summation over thousands of terms
 
 _RUN = textwrap.dedent(
     """
     import sys
     from alexnet_tf.cli import performance
-    performance.enable_onednn()  # the environment decides
+    asked = performance.enable_onednn()  # the environment decides, before TensorFlow loads
     import numpy as np
     sys.path.insert(0, sys.argv[2])
     from test_model_speed_equivalence import _outputs_and_gradients, _real_images
     from alexnet_tf.model import build_alexnet
     probs, grads = _outputs_and_gradients(build_alexnet(10, seed=7, init="he"), _real_images())
-    np.savez(sys.argv[1], onednn=performance.onednn_enabled(), probs=probs, *grads)
+    np.savez(sys.argv[1], onednn=performance.onednn_enabled(), asked=asked, probs=probs, *grads)
     """
 )
 
@@ -81,6 +84,7 @@ def test_onednn_gives_the_numbers_of_tensorflows_own_kernels(tmp_path, monkeypat
     assert proc.returncode == 0, proc.stderr[-3000:]
     other = np.load(out)
     assert bool(other["onednn"]) != here  # the two settings really differ
+    assert bool(other["asked"]) == bool(other["onednn"])  # and enable_onednn() said which
 
     model = build_alexnet(10, seed=7, init="he")  # He init: activations of a useful size
     probs, grads = _outputs_and_gradients(model, _real_images())
@@ -104,16 +108,33 @@ def test_onednn_gives_the_numbers_of_tensorflows_own_kernels(tmp_path, monkeypat
         # bound rather than to the other's error.
         own_error = np.linalg.norm(grad - exact) / norm
         other_error = np.linalg.norm(other[f"arr_{i}"] - exact) / norm
-        assert max(own_error, other_error) < 1e-2, (variable.path, own_error, other_error)
+        assert max(own_error, other_error) < GRADIENT_BOUND, (variable.path, own_error, other_error)
 
 
-@pytest.mark.parametrize("value", ["1", "0"])
-def test_enable_onednn_respects_the_environment(monkeypatch, value):
+@pytest.mark.parametrize("value, expected", [(None, True), ("1", True), ("0", False)])
+def test_enable_onednn_before_tensorflow_follows_the_environment(monkeypatch, value, expected):
+    """Before TensorFlow is imported the answer comes from the variable, which it sets to "1"
+    unless the user chose; the subprocess above shows that TensorFlow then does as it said."""
+    monkeypatch.delitem(sys.modules, "tensorflow")  # as in a binary's first lines
+    if value is None:
+        monkeypatch.delenv(performance.ONEDNN_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(performance.ONEDNN_VARIABLE, value)
+    assert performance.enable_onednn() is expected
+    assert os.environ[performance.ONEDNN_VARIABLE] == (value or "1")
+
+
+@pytest.mark.parametrize("value, warned", [("1", True), ("0", False)])
+def test_enable_onednn_after_tensorflow_warns_when_it_is_too_late(monkeypatch, value, warned):
+    """TensorFlow imported without oneDNN: asking for it can only warn, and the answer is False."""
     monkeypatch.setenv(performance.ONEDNN_VARIABLE, value)
-    # TensorFlow is imported here already: the setting can't change, and the answer says so.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the warning that it is too late
-        assert performance.enable_onednn() == performance.onednn_enabled()
+    monkeypatch.setattr(performance, "onednn_enabled", lambda: False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert performance.enable_onednn() is False
+    assert [str(w.message).startswith("enable_onednn() ran after") for w in caught] == (
+        [True] if warned else []
+    )
     assert os.environ[performance.ONEDNN_VARIABLE] == value
 
 

@@ -7,6 +7,7 @@ steps of 4 images; what is checked is the bookkeeping, not the learning.
 import dataclasses
 import glob
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -31,16 +32,17 @@ def _optimizer_state(prefix):
             if k.startswith("optimizer/")}  # fmt: skip
 
 
-def test_train_resume_and_stop_on_nan(tools_data_dir, tmp_path):
+def test_train_resume_and_stop_on_nan(trained_workdir, tools_data_dir, tmp_path):
+    # --- two steps of the real network (conftest's trained_workdir: its config is this one),
+    # checkpoint and evaluation at the end; resumed in a copy of its folder
     workdir = str(tmp_path / "run")
+    shutil.copytree(trained_workdir.workdir, workdir)
     config = training.TrainConfig(
         data_dir=tools_data_dir, workdir=workdir, train_steps=2, batch_size=4,
         eval_every_steps=0, log_every_steps=1, checkpoint_every_steps=100,
         init="he", input_scale=1 / 64, shuffle_buffer=16, seed=3,
     )  # fmt: skip
-
-    # --- two steps of the real network, checkpoint and evaluation at the end
-    first = training.train(config)
+    first = trained_workdir
     assert first.step == 2 and np.isfinite(first.loss)
     assert first.checkpoint.endswith("ckpt-2")
     assert first.eval["num_examples"] == 6  # every validation image once, padding not counted
@@ -61,7 +63,7 @@ def test_train_resume_and_stop_on_nan(tools_data_dir, tmp_path):
     assert any(t.startswith("weights/conv1_a/kernel") for t in tags)
 
     # --- resume: the step, the optimizer's slots and counter carry over
-    saved = _optimizer_state(first.checkpoint)
+    saved = _optimizer_state(os.path.join(workdir, "checkpoints", "ckpt-2"))
     momentum_keys = [k for k, v in saved.items() if v.ndim == 4 and np.any(v)]
     assert momentum_keys, "the momentum of the conv kernels should be saved and non-zero"
     resumed = training.train(dataclasses.replace(config, train_steps=3))

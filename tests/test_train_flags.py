@@ -1,38 +1,24 @@
 """Start-up checks of the training binary (messages name the flag) and the flags.cfg record."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 from absl import flags
 
 from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.training import loop as training
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def test_binary_stops_on_a_missing_data_dir_naming_the_flag(binary_runs):
+    run = binary_runs["train"]  # --data_dir=<a folder that does not exist>
+    missing = next(a for a in run["argv"] if a.startswith("--data_dir=")).split("=", 1)[1]
+    assert run["code"] not in (0, None)
+    assert f"--data_dir {missing!r} does not exist" in run["stderr"]
+    assert "Traceback" not in run["stderr"]
 
 
-def _train_binary(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.train", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-
-
-def test_binary_stops_on_a_missing_data_dir_naming_the_flag(tmp_path):
-    missing = str(tmp_path / "no_such_dir")
-    result = _train_binary(f"--data_dir={missing}", f"--workdir={tmp_path / 'run'}")
-    assert result.returncode != 0
-    assert f"--data_dir {missing!r} does not exist" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_binary_rejects_an_unknown_schedule_naming_the_flag(tmp_path):
-    result = _train_binary("--schedule=linear", f"--workdir={tmp_path}", "--data_dir=.")
-    assert result.returncode != 0
-    assert "--schedule=linear" in result.stderr and "plateau" in result.stderr
+def test_binary_rejects_an_unknown_schedule_naming_the_flag(binary_runs):
+    run = binary_runs["train:schedule"]  # --schedule=linear
+    assert run["code"] not in (0, None)
+    assert "--schedule=linear" in run["stderr"] and "plateau" in run["stderr"]
 
 
 @pytest.mark.parametrize(

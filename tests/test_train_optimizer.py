@@ -12,6 +12,9 @@ import tensorflow as tf
 from alexnet_tf.training import optimizer, schedules, steps
 from alexnet_tf.training.state import TrainState
 
+# Section 5: "momentum of 0.9, and weight decay of 0.0005" (the paper's numbers, not the code's).
+MOMENTUM, WEIGHT_DECAY = 0.9, 0.0005
+
 X = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]], np.float32)
 LABELS = np.array([1, 0], np.int32)
 
@@ -66,8 +69,8 @@ def test_one_update_equals_the_papers_rule():
         )
         grads = _data_gradients(*before)
         for i, v in enumerate(variables):
-            decay = optimizer.WEIGHT_DECAY if v.path.endswith("kernel") else 0.0
-            velocity[i] = 0.9 * velocity[i] - decay * lr * before[i] - lr * grads[i]
+            decay = WEIGHT_DECAY if v.path.endswith("kernel") else 0.0
+            velocity[i] = MOMENTUM * velocity[i] - decay * lr * before[i] - lr * grads[i]
             np.testing.assert_allclose(v.numpy(), before[i] + velocity[i], rtol=1e-5, atol=1e-7)
         assert 0 <= float(wrong1) <= 2 and float(wrong5) == 0  # 2 classes: always in the top 5
         assert float(loss_sum) > 0
@@ -77,11 +80,11 @@ def test_keras_decoupled_weight_decay_is_not_the_papers_rule():
     """Why the step adds an L2 term instead of passing `weight_decay=` to Keras."""
     results = []
     for builtin in (False, True):
-        sgd = keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=optimizer.WEIGHT_DECAY)
+        sgd = keras.optimizers.SGD(0.1, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
         state = _state(sgd if builtin else None, seed=2)
         for v in state.model.trainable_variables:
             v.assign(tf.ones_like(v))
-        options = steps.StepOptions(1, weight_decay=0.0 if builtin else optimizer.WEIGHT_DECAY)
+        options = steps.StepOptions(1, weight_decay=0.0 if builtin else WEIGHT_DECAY)
         for step in range(2):
             steps.train_step(state, options, X[:1], LABELS[:1], tf.constant(step, tf.int64))
         results.append(state.model.get_layer("fc7").kernel.numpy())
@@ -91,7 +94,7 @@ def test_keras_decoupled_weight_decay_is_not_the_papers_rule():
 def test_decay_applies_to_kernels_only():
     model = _state().model
     assert [v.path for v in optimizer.decayed_weights(model)] == ["fc7/kernel", "fc8/kernel"]
-    penalty = optimizer.l2_penalty(optimizer.decayed_weights(model), 0.0005)
+    penalty = optimizer.l2_penalty(optimizer.decayed_weights(model), WEIGHT_DECAY)
     expected = 0.00025 * sum(float(np.sum(v.numpy() ** 2)) for v in model.trainable_variables
                              if v.path.endswith("kernel"))  # fmt: skip
     np.testing.assert_allclose(float(penalty), expected, rtol=1e-6)
@@ -111,7 +114,7 @@ def test_eval_step_counts_only_unmasked_rows():
 def _clipped_update(before, lr, clip_norm):
     """The first update (v = 0) with the whole gradient, weight decay included, clipped."""
     grads = _data_gradients(*before)
-    grads = [g + (optimizer.WEIGHT_DECAY * w if w.ndim == 2 else 0) for g, w in zip(grads, before)]
+    grads = [g + (WEIGHT_DECAY * w if w.ndim == 2 else 0) for g, w in zip(grads, before)]
     norm = np.sqrt(sum(np.sum(g**2) for g in grads))
     scale = min(1.0, clip_norm / norm)
     return [w - lr * scale * g for w, g in zip(before, grads)], norm
@@ -129,44 +132,24 @@ def test_clipping_scales_the_whole_gradient_down_to_the_norm():
             np.testing.assert_allclose(v.numpy(), w, rtol=1e-5, atol=1e-7)
 
 
-_TWO_REPLICAS = """
-import sys
-import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[1])
-import test_train_optimizer as t
-from alexnet_tf.training import steps
-
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-with strategy.scope():
-    state = t._state()
-before = [v.numpy().astype(np.float64) for v in state.model.trainable_variables]
-options = steps.StepOptions(batch_size=len(t.X), replicas=2, clip_gradient_norm=0.05)
-def half(ctx):
-    r = ctx.replica_id_in_sync_group
-    return t.X[r::2], t.LABELS[r::2]
-halves = strategy.experimental_distribute_values_from_function(half)
-strategy.run(
-    lambda x, y: steps.train_step(state, options, x, y, tf.constant(0, tf.int64)), args=halves
-)
-expected, norm = t._clipped_update(before, 0.1, 0.05)
-assert norm > 0.05
-for v, w in zip(state.model.trainable_variables, expected):
-    np.testing.assert_allclose(v.numpy(), w, rtol=1e-5, atol=1e-7)
-print("EXACT")
-"""
-
-
 def test_clipping_over_two_replicas_clips_their_sum_exactly():
-    """Each replica's share scaled by the factor of the summed gradient (not of its own)."""
-    import os
-    import subprocess
-    import sys
+    """Each replica's share scaled by the factor of the summed gradient (not of its own), on
+    the session's two logical CPUs (tests/conftest.py)."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        state = _state()
+    before = [v.numpy().astype(np.float64) for v in state.model.trainable_variables]
+    options = steps.StepOptions(batch_size=len(X), replicas=2, clip_gradient_norm=0.05)
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    result = subprocess.run(
-        [sys.executable, "-c", _TWO_REPLICAS, here], capture_output=True, text=True, timeout=300
+    def half(ctx):
+        r = ctx.replica_id_in_sync_group
+        return X[r::2], LABELS[r::2]
+
+    halves = strategy.experimental_distribute_values_from_function(half)
+    strategy.run(
+        lambda x, y: steps.train_step(state, options, x, y, tf.constant(0, tf.int64)), args=halves
     )
-    assert "EXACT" in result.stdout, result.stderr[-3000:]
+    expected, norm = _clipped_update(before, 0.1, 0.05)
+    assert norm > 0.05
+    for v, w in zip(state.model.trainable_variables, expected):
+        np.testing.assert_allclose(v.numpy(), w, rtol=1e-5, atol=1e-7)

@@ -1,25 +1,17 @@
 """Figures 3 and 4 of the paper: conv1 filters with their numbers, top-5 guesses, retrieval."""
 
 import json
-import subprocess
-import sys
+import pathlib
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
-from alexnet_tf.model import conv1_kernels, filters
+from alexnet_tf.model import filters
 from alexnet_tf.results import figures
-from alexnet_tf.results.trained_models import CheckpointSource
 from alexnet_tf.training import summaries
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 DIGIT_TEXTS = [f"digit {d}, {w}" for d, w in enumerate(WORDS)]
-
-
-@pytest.fixture(scope="module")
-def kernels(tools_workdir):
-    return conv1_kernels(CheckpointSource(tools_workdir).model)
 
 
 def gabor_kernels(count: int = 96, colour=(1.0, 1.0, 1.0)) -> np.ndarray:
@@ -67,20 +59,33 @@ def test_conv1_stats_reads_each_tower_apart():
     assert "tower b" in filters.format_stats(stats)
 
 
-def test_one_filter_grid_for_the_png_and_tensorboard(kernels):
+def test_one_filter_grid_for_the_png_and_tensorboard():
+    """Each kernel is drawn stretched to 0-255 on its own: a kernel made from an 8-bit image
+    (whose darkest pixel is 0 and brightest 255), shifted and scaled, is drawn as that image."""
+    from skimage import data
+
     assert summaries.filter_grid is filters.filter_grid
+    rng = np.random.default_rng(0)
+    pictures = []
+    for _ in range(96):  # 11×11 crops of a real photograph
+        y, x = rng.integers(0, 500, 2)
+        picture = data.astronaut()[y : y + 11, x : x + 11].copy()
+        picture[0, 0, 0], picture[10, 10, 2] = 0, 255
+        pictures.append(picture)
+    kernels = np.stack([(p - 100.0) * 0.001 * (i + 1) for i, p in enumerate(pictures)], axis=-1)
+    kernels[..., 5] = -0.02  # a constant kernel: mid-grey
     grid = figures.kernel_grid(kernels)
     tile = 11 * 4  # each 11×11 kernel drawn 4× larger, with a one-pixel border
     # 96 kernels in 16 columns: tower a's 48 in rows 0-2, tower b's 48 in rows 3-5.
     assert grid.shape == (6 * (tile + 1) + 1, 16 * (tile + 1) + 1, 3) == (271, 721, 3)
-    for i in (0, 47, 48, 95):
+    for i in (0, 5, 47, 48, 95):
         row, col = divmod(i, 16)
         y, x = 1 + row * (tile + 1), 1 + col * (tile + 1)
-        k = kernels[..., i]
-        scaled = np.round((k - k.min()) * 255.0 / (k.max() - k.min())).astype(np.uint8)
+        want = np.full((11, 11, 3), 128, np.uint8) if i == 5 else pictures[i]
         np.testing.assert_array_equal(
-            grid[y : y + tile, x : x + tile], scaled.repeat(4, 0).repeat(4, 1)
+            grid[y : y + tile, x : x + tile], want.repeat(4, 0).repeat(4, 1), err_msg=str(i)
         )
+    assert (grid[0] == 255).all() and (grid[:, 0] == 255).all()  # the white border
 
 
 def test_top5_figure_names_classes_by_the_manifest_texts_with_probabilities():
@@ -112,18 +117,15 @@ def test_retrieval_figure_shows_classes_and_distances():
     assert "digit 2, two\nd = 1.5" in texts and "digit 7, seven\nd = 22.2" in texts
 
 
-def test_visualize_binary_writes_figures_and_conv1_stats(tools_workdir, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.visualize", f"--workdir={tools_workdir}",
-         f"--output_dir={tmp_path}", "--num_images=3", "--columns=3"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "conv1 neighbour_correlation" in proc.stdout
+def test_visualize_binary_writes_figures_and_conv1_stats(binary_runs):
+    run = binary_runs["visualize:ok"]  # --workdir=tools_workdir --num_images=3 --columns=3
+    assert run["code"] == 0, run["stderr"][-3000:]
+    assert "conv1 neighbour_correlation" in run["stdout"]
+    output_dir = pathlib.Path(run["output_dir"])
     for name in ("conv1_kernels.png", "top5.png"):
-        assert tf.io.decode_png(tf.io.read_file(str(tmp_path / name))).numpy().shape[-1] == 4
-    stats = json.loads((tmp_path / "conv1_stats.json").read_text())
+        assert tf.io.decode_png(tf.io.read_file(str(output_dir / name))).numpy().shape[-1] == 4
+    stats = json.loads((output_dir / "conv1_stats.json").read_text())
     # An untrained (He-initialized) network: its kernels are noise.
     assert abs(stats["neighbour_correlation"]) < 0.1
     assert set(stats["towers"]) == {"a", "b"} and "colourfulness" in stats["towers"]["a"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+    assert not [p for p in output_dir.iterdir() if p.name.startswith(".")]  # no temporary left
