@@ -72,6 +72,10 @@ flags.DEFINE_integer("num_classes", 1000, "Classes of the softmax.")
 flags.DEFINE_list(
     "mixed_precision", ["none"], f"Policies to measure in one run, some of {POLICIES}."
 )
+flags.DEFINE_integer(
+    "profile_top", 0, "> 0: after timing, trace one training step per policy and report the "
+    "ops that took the most time (summed over threads), this many.",
+)  # fmt: skip
 
 
 def _time(fn, args, steps: int) -> tuple[float, float]:
@@ -85,6 +89,64 @@ def _time(fn, args, steps: int) -> tuple[float, float]:
         out = fn(*args)
     tf.nest.map_structure(lambda t: t.numpy(), out)
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
+
+
+# What an op of the training step is for, from its name in the trace ("scope/name:OpType").
+_GROUPS = (
+    ("update (SGD on float32 variables)", ("sgd",)),
+    ("weight decay (L2 penalty and its gradient)", ("Square", "Sum_", "AddN", "Tile")),
+    ("casts", (":Cast",)),
+    ("LRN and its gradient", (":LRN",)),
+    ("convolutions", ("Conv2D", "Conv2DBackprop")),
+    ("matrix multiplies", ("MatMul",)),
+    ("pooling", ("MaxPool",)),
+)
+
+
+def profile(fn, args, top: int) -> dict:
+    """Traces one call of `fn` with TensorFlow's profiler; the ops' summed thread time in ms.
+
+    Returns:
+        {"top": [[op, ms], ...] (the `top` longest, by op name), "groups": {what: ms},
+         "total_ms": the sum over all ops}. Ops run on two threads at once, so the total can
+        exceed the wall time of the call.
+    """
+    import glob
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    _time(fn, args, 1)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        try:
+            _time(fn, args, 1)
+        finally:
+            tf.profiler.experimental.stop()
+        (path,) = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as f:
+            space.ParseFromString(f.read())
+    plane = next(p for p in space.planes if p.name == "/host:CPU")
+    per_op = {}
+    for line in plane.lines:
+        if not line.name.startswith("tf_Compute"):  # the executor's threads: one event per op
+            continue
+        for event in line.events:
+            name = plane.event_metadata[event.metadata_id].name
+            # "scope/name:OpType"; the rest ("ExecutorState::Process", ...) is the executor's.
+            if ":" in name and "::" not in name:
+                per_op[name] = per_op.get(name, 0.0) + event.duration_ps / 1e9
+    groups = {}
+    for name, ms in per_op.items():
+        what = next((g for g, keys in _GROUPS if any(k in name for k in keys)), "other")
+        groups[what] = groups.get(what, 0.0) + ms
+    ranked = sorted(per_op.items(), key=lambda kv: -kv[1])[:top]
+    return {
+        "top": [[name, round(ms, 1)] for name, ms in ranked],
+        "groups": {g: round(ms, 1) for g, ms in sorted(groups.items(), key=lambda kv: -kv[1])},
+        "total_ms": round(sum(per_op.values()), 1),
+    }
 
 
 def make_functions(
@@ -161,6 +223,7 @@ def run(
     matmul_size: int = 2048,
     num_classes: int = 1000,
     policies: tuple[str, ...] = ("none",),
+    profile_top: int = 0,
 ) -> dict:
     """Measures and returns the figures of the JSON line (see the module docstring)."""
     unknown = sorted(set(measure) - set(MEASURES))
@@ -221,6 +284,11 @@ def run(
             if prefix and "none" in policies:
                 result[f"{name}_speedup"] = round(median[measured] / median[name], 2)
                 result[f"{name}_cpu_speedup"] = round(median_cpu[measured] / median_cpu[name], 2)
+    if profile_top and "train" in measure:
+        for policy in policies:
+            prefix = "" if policy == "none" else f"{policy}_"
+            fn, args, *_ = timed[f"{prefix}train"]
+            result[f"{prefix}train_profile"] = profile(fn, args, profile_top)
     result.update(
         batch_size=batch_size,
         repeats=repeats,
@@ -248,6 +316,7 @@ def main(argv):
             flags_.matmul_size,
             flags_.num_classes,
             tuple(flags_.mixed_precision),
+            flags_.profile_top,
         )
     except ValueError as e:
         sys.exit(f"model_speed.py: {e}")

@@ -228,7 +228,7 @@ def test_explicit_bfloat16_without_amx_logs_a_warning(real_batch, tmp_path, monk
 
 
 # --- a bfloat16 run's checkpoint in float32, and the bfloat16 SavedModel --------------------
-def test_bfloat16_checkpoint_resumes_in_float32_and_exports(tools_data_dir, tmp_path):
+def test_bfloat16_checkpoint_resumes_in_float32_then_float16_and_exports(tools_data_dir, tmp_path):
     from alexnet_tf.results import saved_model
     from alexnet_tf.results.trained_models import CheckpointSource
     from alexnet_tf.training import loop as training
@@ -246,6 +246,9 @@ def test_bfloat16_checkpoint_resumes_in_float32_and_exports(tools_data_dir, tmp_
     resumed = training.train(dataclasses.replace(config, train_steps=2, mixed_precision="none"))
     assert resumed.step == 2 and resumed.checkpoint.endswith("ckpt-2")
     assert np.isfinite(resumed.loss)
+    # float16's loss scaling adds no checkpoint objects: a float32 checkpoint resumes in it.
+    third = training.train(dataclasses.replace(config, train_steps=3, mixed_precision="float16"))
+    assert third.step == 3 and third.checkpoint.endswith("ckpt-3")
     # The tools: model_config.json says bfloat16; they rebuild and run in float32.
     source = CheckpointSource(workdir)
     assert source.model.get_layer("fc8").compute_dtype == "float32"

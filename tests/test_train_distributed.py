@@ -86,17 +86,14 @@ def test_mirrored_on_two_cpus_and_two_towers(tools_data_dir, tmp_path):
     assert towers["step"] == 2
 
 
-def test_xla_and_mixed_precision_train(tools_data_dir, tmp_path):
+def test_xla_train(tools_data_dir, tmp_path):
+    # Half precision trains the real network in tests/test_mixed_precision.py.
     rc, out = _run_helper("options", tools_data_dir, tmp_path, SMALL)
     assert rc == 0, out
     results = {r["run"]: r for r in _results(out)}
-    assert sorted(results) == ["bfloat16", "float16", "xla"]
-    for name, result in results.items():
-        assert result["step"] == 2 and np.isfinite(result["loss"]), (name, result)
-        assert result["variable_dtype"] == "float32"  # the weights stay float32
+    assert sorted(results) == ["xla"]
+    assert results["xla"]["step"] == 2 and np.isfinite(results["xla"]["loss"])
     assert results["xla"]["compute_dtype"] == "float32"
-    assert results["float16"]["compute_dtype"] == "float16"
-    assert results["bfloat16"]["compute_dtype"] == "bfloat16"
 
 
 def _free_ports(n):
@@ -256,11 +253,9 @@ def _main(mode, data_dir, workdir, config_json):
     config = json.loads(config_json)
     runs = {
         "default": [("", {})],
-        # The accelerator options run on the CPU too (slowly), so they are tested here.
+        # The accelerator option runs on the CPU too (slowly), so it is tested here.
         "options": [
             ("xla", {"xla": True}),
-            ("float16", {"mixed_precision": "float16"}),
-            ("bfloat16", {"mixed_precision": "bfloat16"}),
         ],
     }.get(mode) or [
         ("bad_batch", {"strategy": "mirrored", "batch_size": 3}),

@@ -51,9 +51,15 @@ class TrainState:
         return isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
 
     def checkpoint(self, **extra) -> tf.train.Checkpoint:
-        """A checkpoint of the whole state, plus `extra` objects (the input position)."""
+        """A checkpoint of the whole state, plus `extra` objects (the input position).
+
+        With float16's loss scaling, the SGD inside the LossScaleOptimizer is saved, not the
+        scale: a checkpoint then holds the same objects under every policy and resumes under any
+        (a resumed float16 run starts again from the initial scale, which settles in a few steps).
+        """
+        sgd = self.optimizer.inner_optimizer if self.loss_scaling else self.optimizer
         return tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step, schedule=self.schedule,
+            model=self.model, optimizer=sgd, step=self.step, schedule=self.schedule,
             normalizer=self.normalizer, dropout_rng=self.dropout_rng, **extra,
         )  # fmt: skip
 
