@@ -35,7 +35,7 @@ OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --export_
 COMPUTE_DTYPE = flags.DEFINE_enum(
     "compute_dtype", "float32", exporting.COMPUTE_DTYPES,
     "What the exported layers compute in (weights and outputs stay float32); bfloat16 serves "
-    "faster on CPUs with AMX and GPUs of compute capability >= 8.0, slower elsewhere.",
+    "faster on CPUs with AMX or AVX512_BF16 and GPUs of compute capability >= 8.0.",
 )  # fmt: skip
 
 

@@ -25,9 +25,10 @@ from alexnet_tf.training.state import create_train_state
 
 HALF = {"bfloat16": tf.bfloat16, "float16": tf.float16}
 EPS = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
-NO_AMX = ["fpu", "sse2", "avx2", "avx512f", "avx512_bf16", "avx512_vnni"]
-AMX = [*NO_AMX, "amx_bf16", "amx_tile", "amx_int8"]
 PLAIN = ["fpu", "sse2", "avx2", "fma"]
+AVX512 = [*PLAIN, "avx512f", "avx512bw", "avx512_vnni"]  # bfloat16 only emulated
+AVX512_BF16 = [*AVX512, "avx512_bf16"]  # AMD Zen 4: no AMX
+AMX = [*AVX512_BF16, "amx_bf16", "amx_tile", "amx_int8"]
 
 
 # --- the LRN of section 3.3, written out in NumPy ------------------------------------------
@@ -90,30 +91,34 @@ def test_cross_tower_lrn_in_half_precision_matches_the_formula_over_both_towers(
 def test_auto_picks_bfloat16_only_where_it_is_faster():
     choose = precision.choose
     assert choose("auto", cpu_flags=AMX).policy == "bfloat16"
-    # AVX512_BF16 without AMX measured no faster than float32 (BUILD.md, "Half precision").
-    assert choose("auto", cpu_flags=NO_AMX).policy == "none"
+    # AVX512_BF16 without AMX measured 1.6x float32 (BUILD.md, "Half precision").
+    assert choose("auto", cpu_flags=AVX512_BF16).policy == "bfloat16"
+    assert choose("auto", cpu_flags=[*AVX512, "amx_bf16", "amx_tile"]).policy == "bfloat16"
+    assert choose("auto", cpu_flags=AVX512).policy == "none"
     assert choose("auto", cpu_flags=PLAIN).policy == "none"
     assert choose("auto", cpu_flags=None).policy == "none"  # no /proc/cpuinfo: not Linux
-    assert choose("auto", cpu_flags=NO_AMX, gpus=[(9, 0)]).policy == "bfloat16"
+    assert choose("auto", cpu_flags=PLAIN, gpus=[(9, 0)]).policy == "bfloat16"
     assert choose("auto", cpu_flags=AMX, gpus=[(8, 0)]).policy == "bfloat16"
     assert choose("auto", cpu_flags=AMX, gpus=[(7, 5)]).policy == "none"  # the GPU decides
     assert choose("auto", cpu_flags=AMX, gpus=[(8, 6), (7, 0)]).policy == "none"  # the oldest
     assert choose("none", cpu_flags=AMX, gpus=[(9, 0)]).policy == "none"
-    choice = choose("auto", cpu_flags=NO_AMX)
-    assert "avx512_bf16" in choice.reason and choice.warning is None
+    choice = choose("auto", cpu_flags=AVX512)
+    assert "neither amx_bf16 nor avx512_bf16" in choice.reason and choice.warning is None
     assert choice.keras_policy == "float32" and choice.compute_dtype == "float32"
     assert "auto" in choice.log_line() and "float32" in choice.log_line()
-    assert choose("auto", cpu_flags=AMX).keras_policy == "mixed_bfloat16"
+    choice = choose("auto", cpu_flags=AVX512_BF16)
+    assert choice.keras_policy == "mixed_bfloat16" and "avx512_bf16" in choice.log_line()
     with pytest.raises(ValueError, match="received 'half'"):
         choose("half", cpu_flags=AMX)
 
 
 def test_explicit_half_precision_that_is_slower_warns_and_names_auto():
-    for requested, flags in (("bfloat16", NO_AMX), ("bfloat16", PLAIN), ("float16", AMX)):
+    for requested, flags in (("bfloat16", AVX512), ("bfloat16", PLAIN), ("float16", AMX)):
         choice = precision.choose(requested, cpu_flags=flags)
         assert choice.policy == requested  # what was asked for runs, with a warning
         assert "slower" in choice.warning and "--mixed_precision=auto" in choice.warning
     assert precision.choose("bfloat16", cpu_flags=AMX).warning is None
+    assert precision.choose("bfloat16", cpu_flags=AVX512_BF16).warning is None
     assert precision.choose("bfloat16", cpu_flags=None, gpus=[(8, 0)]).warning is None
     assert "slower" in precision.choose("bfloat16", cpu_flags=None, gpus=[(7, 0)]).warning
     assert precision.choose("float16", cpu_flags=None, gpus=[(7, 0)]).warning is None
@@ -215,9 +220,11 @@ def test_float16_overflow_skips_the_update_and_lowers_the_loss_scale(states, rea
     assert not np.array_equal(state.model.get_layer("fc8").kernel.numpy(), before[-2])
 
 
-def test_explicit_bfloat16_without_amx_logs_a_warning(real_batch, tmp_path, monkeypatch, caplog):
+def test_explicit_bfloat16_on_a_cpu_without_it_logs_a_warning(
+    real_batch, tmp_path, monkeypatch, caplog
+):
     data_dir, _, _, normalizer = real_batch
-    monkeypatch.setattr(precision, "read_cpu_flags", lambda: list(NO_AMX))
+    monkeypatch.setattr(precision, "read_cpu_flags", lambda: list(AVX512))
     monkeypatch.setattr(precision, "gpu_capabilities", lambda: [])
     with caplog.at_level(std_logging.INFO):
         state = _state(data_dir, str(tmp_path), normalizer, "bfloat16")

@@ -25,8 +25,9 @@ Signatures:
                      normalized to the crop) (used by alexnet_tf.evaluate/visualize/retrieve).
 
 The network inside computes in float32, or with `compute_dtype="bfloat16"` (`--compute_dtype`) in
-bfloat16 with float32 weights (for CPUs with AMX and GPUs of compute capability >= 8.0): the
-signatures and their float32 outputs are the same; the softmax runs in float32 on the logits.
+bfloat16 with float32 weights (for CPUs with AMX or AVX512_BF16, GPUs of compute capability
+>= 8.0): the signatures and their float32 outputs are the same; the softmax runs in float32 on
+the logits.
 
     python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/demo
     saved_model_cli run --dir exported/demo --tag_set serve --signature_def serving_default \
@@ -303,9 +304,9 @@ def export(
         top_k: how many classes `serving_default` returns.
         ten_patch: average the ten patches (section 4.1) instead of using the centre patch.
         overwrite: replace an existing `export_dir`.
-        compute_dtype: what the exported layers compute in: "float32", or "bfloat16" (faster
-            on CPUs with AMX and GPUs of compute capability >= 8.0; weights and outputs stay
-            float32). Any run's checkpoint exports in either, whatever policy trained it.
+        compute_dtype: what the exported layers compute in: "float32", or "bfloat16" (faster on
+            CPUs with AMX or AVX512_BF16, GPUs of compute capability >= 8.0; weights and outputs
+            stay float32). Any run's checkpoint exports in either, whatever policy trained it.
 
     Returns:
         The absolute path of the SavedModel.
