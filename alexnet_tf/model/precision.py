@@ -17,8 +17,9 @@ tests can fake them; `resolve(requested)` reads this machine's. `--mixed_precisi
   Intel Sapphire Rapids and later, AMD Zen 4 and later): bfloat16. Measured (BUILD.md, "Half
   precision"): ~2.1x float32's training speed on a Xeon with AMX, and 1.6x (train) and 1.5x
   (inference) float32's per CPU-second on an AMD EPYC with AVX512_BF16 and no AMX;
-* any other CPU (oneDNN emulates bfloat16 with float32 instructions there: slower), and any
-  machine whose flags cannot be read (not Linux): float32. float16 is never picked on a CPU:
+* any other CPU, and any machine whose flags cannot be read (not Linux): float32, the safe side
+  (not measured: oneDNN then emulates bfloat16 with float32 instructions, and without AVX-512
+  TensorFlow falls back to its own kernels, as for float16). float16 is never picked on a CPU:
   oneDNN has float16 kernels only with AVX512_FP16; TensorFlow's own are several times slower
   (a batch-2 training step: 2.5 s against 0.4 s in bfloat16, AMD EPYC).
 
