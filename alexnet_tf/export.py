@@ -2,6 +2,8 @@ r"""Exports a trained network as a SavedModel that takes JPEG/PNG bytes (results
 
     python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/demo
     python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/demo10 --ten_patch
+    python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/bf16 \
+        --compute_dtype=bfloat16
 
 The SavedModel needs only TensorFlow:
 
@@ -30,6 +32,11 @@ TEN_PATCH = flags.DEFINE_bool(
     "ten_patch", False, "Average the ten patches of section 4.1 instead of the centre patch."
 )
 OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --export_dir.")
+COMPUTE_DTYPE = flags.DEFINE_enum(
+    "compute_dtype", "float32", exporting.COMPUTE_DTYPES,
+    "What the exported layers compute in (weights and outputs stay float32); bfloat16 serves "
+    "faster on CPUs with AMX or AVX512_BF16 and GPUs of compute capability >= 8.0.",
+)  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
@@ -55,6 +62,7 @@ def main(argv: list[str]) -> None:
             top_k=TOP_K.value,
             ten_patch=TEN_PATCH.value,
             overwrite=OVERWRITE.value,
+            compute_dtype=COMPUTE_DTYPE.value,
         )
     print(f"export: SavedModel written to {path}")
 

@@ -93,7 +93,8 @@ STRATEGY = flags.DEFINE_enum(
 )  # fmt: skip
 MIXED_PRECISION = flags.DEFINE_enum(
     "mixed_precision", _F.mixed_precision, training.MIXED_PRECISION,
-    "Compute dtype of the layers on accelerators (weights stay float32).",
+    "Compute dtype of the layers (weights stay float32). auto: bfloat16 on GPUs of compute "
+    "capability >= 8.0 and CPUs with AMX or AVX512_BF16, else float32 (model/precision.py).",
 )  # fmt: skip
 XLA = flags.DEFINE_bool("xla", False, "Compile the forward and backward pass with XLA.")
 INIT = flags.DEFINE_enum("init", _F.init, INITS, "paper: N(0, 0.01) and biases of 1 (section 5).")

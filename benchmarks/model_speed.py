@@ -10,9 +10,16 @@ In one process, after warm-up, with the median of `--repeats` interleaved repeti
 * achieved GFLOP/s and the fraction of the matrix multiply rate for each. One forward pass at
   227×227 costs 724,406,816 multiply-adds (1.449 GFLOP); a training step about three times that.
 
+`--mixed_precision` lists the Keras policies to measure in the same run, interleaved: `none`
+(float32) gives the keys above; `bfloat16` or `float16` gives the same keys prefixed with the
+policy (`bfloat16_train_images_per_sec`, ...), the matrix multiply rate in that dtype
+(`bfloat16_matmul_gflops`), each measure's fraction of it, and with `none` measured too the
+speed-up over float32 (`bfloat16_train_speedup`). Weights stay float32 (Keras mixed policies).
+
 It prints one JSON line. The inputs are real photographs (scikit-learn's sample images).
 
     python benchmarks/model_speed.py                       # batch 128, 3 repetitions
+    python benchmarks/model_speed.py --mixed_precision=none,bfloat16
     python benchmarks/model_speed.py --batch_size=32 --repeats=2 --measure=train
     python benchmarks/model_speed.py --jit_compile --intra_op_threads=2 --inter_op_threads=1
 
@@ -40,7 +47,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from photos import real_images  # noqa: E402  (benchmarks/photos.py)
 
-from alexnet_tf.model import IMAGE_SIZE, build_alexnet, endpoints_model  # noqa: E402
+from alexnet_tf.model import IMAGE_SIZE, build_alexnet, endpoints_model, precision  # noqa: E402
 from alexnet_tf.training import optimizer  # noqa: E402
 
 FORWARD_MULTIPLY_ADDS = 724_406_816  # per 227×227 image
@@ -48,6 +55,7 @@ FORWARD_GFLOP = 2 * FORWARD_MULTIPLY_ADDS / 1e9
 TRAIN_GFLOP = 3 * FORWARD_GFLOP  # forward, backward to the inputs, backward to the weights
 PATCHES = 10  # section 4.1
 MEASURES = ("train", "infer", "ten_patch")
+POLICIES = ("none", "bfloat16", "float16")
 
 flags.DEFINE_integer(
     "batch_size", 128, "Images per training/inference batch (crops for ten-patch)."
@@ -61,6 +69,13 @@ flags.DEFINE_bool("jit_compile", False, "Compile the training and inference step
 flags.DEFINE_integer("intra_op_threads", 0, "Threads inside one op (0: TensorFlow's default).")
 flags.DEFINE_integer("inter_op_threads", 0, "Ops run at once (0: TensorFlow's default).")
 flags.DEFINE_integer("num_classes", 1000, "Classes of the softmax.")
+flags.DEFINE_list(
+    "mixed_precision", ["none"], f"Policies to measure in one run, some of {POLICIES}."
+)
+flags.DEFINE_integer(
+    "profile_top", 0, "> 0: after timing, trace one training step per policy and report the "
+    "ops that took the most time (summed over threads), this many.",
+)  # fmt: skip
 
 
 def _time(fn, args, steps: int) -> tuple[float, float]:
@@ -76,9 +91,73 @@ def _time(fn, args, steps: int) -> tuple[float, float]:
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
-def make_functions(batch_size: int, jit_compile: bool, num_classes: int = 1000) -> dict:
-    """The functions to time, each with its arguments and the GFLOP and images of one call."""
-    model = build_alexnet(num_classes, seed=0)
+# What an op of the training step is for, from its name in the trace ("scope/name:OpType").
+_GROUPS = (
+    ("update (SGD on float32 variables)", ("sgd",)),
+    ("weight decay (L2 penalty and its gradient)", ("Square", "Sum_", "AddN", "Tile")),
+    ("casts", (":Cast",)),
+    ("LRN and its gradient", (":LRN",)),
+    ("convolutions", ("Conv2D", "Conv2DBackprop")),
+    ("matrix multiplies", ("MatMul",)),
+    ("pooling", ("MaxPool",)),
+)
+
+
+def profile(fn, args, top: int) -> dict:
+    """Traces one call of `fn` with TensorFlow's profiler; the ops' summed thread time in ms.
+
+    Returns:
+        {"top": [[op, ms], ...] (the `top` longest, by op name), "groups": {what: ms},
+         "total_ms": the sum over all ops}. Ops run on two threads at once, so the total can
+        exceed the wall time of the call.
+    """
+    import glob
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    _time(fn, args, 1)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        try:
+            _time(fn, args, 1)
+        finally:
+            tf.profiler.experimental.stop()
+        (path,) = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as f:
+            space.ParseFromString(f.read())
+    plane = next(p for p in space.planes if p.name == "/host:CPU")
+    per_op = {}
+    for line in plane.lines:
+        if not line.name.startswith("tf_Compute"):  # the executor's threads: one event per op
+            continue
+        for event in line.events:
+            name = plane.event_metadata[event.metadata_id].name
+            # "scope/name:OpType"; the rest ("ExecutorState::Process", ...) is the executor's.
+            if ":" in name and "::" not in name:
+                per_op[name] = per_op.get(name, 0.0) + event.duration_ps / 1e9
+    groups = {}
+    for name, ms in per_op.items():
+        what = next((g for g, keys in _GROUPS if any(k in name for k in keys)), "other")
+        groups[what] = groups.get(what, 0.0) + ms
+    ranked = sorted(per_op.items(), key=lambda kv: -kv[1])[:top]
+    return {
+        "top": [[name, round(ms, 1)] for name, ms in ranked],
+        "groups": {g: round(ms, 1) for g, ms in sorted(groups.items(), key=lambda kv: -kv[1])},
+        "total_ms": round(sum(per_op.values()), 1),
+    }
+
+
+def make_functions(
+    batch_size: int, jit_compile: bool, num_classes: int = 1000, policy: str = "none"
+) -> dict:
+    """The functions to time, each with its arguments and the GFLOP and images of one call.
+
+    The model is built under Keras's `mixed_{policy}` policy (float32 for "none").
+    """
+    with precision.policy_scope(policy):
+        model = build_alexnet(num_classes, seed=0)
     logits_model = endpoints_model(model, ["fc8"])
     sgd = optimizer.make_sgd(0.01)
     sgd.build(model.trainable_variables)
@@ -89,7 +168,7 @@ def make_functions(batch_size: int, jit_compile: bool, num_classes: int = 1000) 
     def train_step(images, labels):
         # The update step of alexnet_tf/training/steps.py on one device.
         with tf.GradientTape() as tape:
-            logits = logits_model(images, training=True)["fc8"]
+            logits = tf.cast(logits_model(images, training=True)["fc8"], tf.float32)
             per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
             loss = tf.reduce_mean(per_example) + optimizer.l2_penalty(decayed)
         grads = tape.gradient(loss, model.trainable_variables)
@@ -127,8 +206,9 @@ def make_functions(batch_size: int, jit_compile: bool, num_classes: int = 1000) 
     }
 
 
-def make_matmul(size: int):
+def make_matmul(size: int, dtype: tf.DType = tf.float32):
     a = tf.constant(np.random.default_rng(0).normal(size=(size, size)).astype(np.float32))
+    a = tf.cast(a, dtype)
     matmul = tf.function(lambda a: tf.matmul(a, a))
     return matmul, (a,), 2 * size**3 / 1e9
 
@@ -142,14 +222,25 @@ def run(
     jit_compile: bool = False,
     matmul_size: int = 2048,
     num_classes: int = 1000,
+    policies: tuple[str, ...] = ("none",),
+    profile_top: int = 0,
 ) -> dict:
     """Measures and returns the figures of the JSON line (see the module docstring)."""
     unknown = sorted(set(measure) - set(MEASURES))
     if unknown:
         raise ValueError(f"--measure: unknown {unknown}; expected some of {MEASURES}")
-    functions = make_functions(batch_size, jit_compile, num_classes)
-    timed = {"matmul": make_matmul(matmul_size) + (0,)}
-    timed.update({k: functions[k] for k in MEASURES if k in measure})
+    bad = sorted(set(policies) - set(POLICIES))
+    if bad or not policies:
+        raise ValueError(
+            f"--mixed_precision: received {list(policies)}; expected some of {POLICIES}"
+        )
+    timed = {}
+    for policy in policies:
+        prefix = "" if policy == "none" else f"{policy}_"
+        dtype = tf.float32 if policy == "none" else tf.as_dtype(policy)
+        timed[f"{prefix}matmul"] = make_matmul(matmul_size, dtype) + (0,)
+        functions = make_functions(batch_size, jit_compile, num_classes, policy)
+        timed.update({prefix + k: functions[k] for k in MEASURES if k in measure})
     for name, (fn, args, *_) in timed.items():
         start = time.perf_counter()
         for _ in range(1 + warmup):  # the first call traces
@@ -161,7 +252,7 @@ def run(
         # Interleaved, so that other load on a shared machine hits all measurements alike.
         for name, (fn, args, *_) in timed.items():
             matmul_steps = max(3, steps)
-            wall, cpu = _time(fn, args, matmul_steps if name == "matmul" else steps)
+            wall, cpu = _time(fn, args, matmul_steps if name.endswith("matmul") else steps)
             seconds[name].append(wall)
             cpu_seconds[name].append(cpu)
         print(
@@ -172,24 +263,37 @@ def run(
         )
     median = {name: statistics.median(s) for name, s in seconds.items()}
     median_cpu = {name: statistics.median(s) for name, s in cpu_seconds.items()}
-    matmul_gflops = timed["matmul"][2] / median["matmul"]
-    result = {"matmul_gflops": round(matmul_gflops, 1)}
-    for name in timed:
-        if name == "matmul":
-            continue
-        _, _, gflop, images = timed[name]
-        achieved = gflop / median[name]
-        result[f"{name}_images_per_sec"] = round(images / median[name], 2)
-        result[f"{name}_gflops"] = round(achieved, 1)
-        result[f"{name}_fraction_of_matmul"] = round(achieved / matmul_gflops, 3)
-        # Per CPU-second of this process: steadier when other work shares the cores.
-        cpu_fraction = (gflop / median_cpu[name]) / (timed["matmul"][2] / median_cpu["matmul"])
-        result[f"{name}_cpu_fraction_of_matmul"] = round(cpu_fraction, 3)
-        result[f"{name}_cpu_seconds"] = round(median_cpu[name], 3)
+    result = {}
+    for policy in policies:
+        prefix = "" if policy == "none" else f"{policy}_"
+        matmul = timed[f"{prefix}matmul"][2]
+        result[f"{prefix}matmul_gflops"] = round(matmul / median[f"{prefix}matmul"], 1)
+        for measured in (m for m in MEASURES if m in measure):
+            name = prefix + measured
+            _, _, gflop, images = timed[name]
+            achieved = gflop / median[name]
+            result[f"{name}_images_per_sec"] = round(images / median[name], 2)
+            result[f"{name}_gflops"] = round(achieved, 1)
+            result[f"{name}_fraction_of_matmul"] = round(
+                achieved / result[f"{prefix}matmul_gflops"], 3
+            )
+            # Per CPU-second of this process: steadier when other work shares the cores.
+            cpu_rate = (gflop / median_cpu[name]) / (matmul / median_cpu[f"{prefix}matmul"])
+            result[f"{name}_cpu_fraction_of_matmul"] = round(cpu_rate, 3)
+            result[f"{name}_cpu_seconds"] = round(median_cpu[name], 3)
+            if prefix and "none" in policies:
+                result[f"{name}_speedup"] = round(median[measured] / median[name], 2)
+                result[f"{name}_cpu_speedup"] = round(median_cpu[measured] / median_cpu[name], 2)
+    if profile_top and "train" in measure:
+        for policy in policies:
+            prefix = "" if policy == "none" else f"{policy}_"
+            fn, args, *_ = timed[f"{prefix}train"]
+            result[f"{prefix}train_profile"] = profile(fn, args, profile_top)
     result.update(
         batch_size=batch_size,
         repeats=repeats,
         jit_compile=jit_compile,
+        mixed_precision=list(policies),
         onednn=performance.onednn_enabled(),
         threads=performance.thread_settings(),
         tensorflow=tf.__version__,
@@ -211,6 +315,8 @@ def main(argv):
             flags_.jit_compile,
             flags_.matmul_size,
             flags_.num_classes,
+            tuple(flags_.mixed_precision),
+            flags_.profile_top,
         )
     except ValueError as e:
         sys.exit(f"model_speed.py: {e}")

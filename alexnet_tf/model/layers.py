@@ -28,10 +28,19 @@ def local_response_normalization(
     The sum runs over `n` adjacent channels (fewer at the edges) of an NHWC tensor.
     TensorFlow's `depth_radius` is the half-width `(n - 1) / 2`, and its `alpha` multiplies the sum
     directly, as in the paper (Caffe divides its alpha by n; TensorFlow does not).
+
+    Half precision: TensorFlow's LRN kernels (and their gradients) exist for float32 only outside
+    XLA (no bfloat16 kernel on CPUs, only float32 on GPUs). A float16 or bfloat16 `x` is therefore
+    normalized in float32 and the result cast back to `x`'s dtype: in bfloat16, `k + alpha * sum`
+    near k = 2 would keep only 1/64 of resolution, and so drop most of the normalization.
     """
-    return tf.nn.local_response_normalization(
+    dtype = x.dtype
+    if dtype != tf.float32:
+        x = tf.cast(x, tf.float32)
+    out = tf.nn.local_response_normalization(
         x, depth_radius=(n - 1) // 2, bias=k, alpha=alpha, beta=beta
     )
+    return out if dtype == tf.float32 else tf.cast(out, dtype)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -24,6 +24,11 @@ Signatures:
                      with the box head bbox [B, 4K] (class c's box in columns 4c … 4c+3,
                      normalized to the crop) (used by alexnet_tf.evaluate/visualize/retrieve).
 
+The network inside computes in float32, or with `compute_dtype="bfloat16"` (`--compute_dtype`) in
+bfloat16 with float32 weights (for CPUs with AMX or AVX512_BF16, GPUs of compute capability
+>= 8.0): the signatures and their float32 outputs are the same; the softmax runs in float32 on
+the logits.
+
     python -m alexnet_tf.export --workdir=runs/demo --export_dir=exported/demo
     saved_model_cli run --dir exported/demo --tag_set serve --signature_def serving_default \
         --input_exprs 'images=[open("cat.jpg","rb").read()]'
@@ -41,8 +46,10 @@ from alexnet_tf.data.boxes import patch_boxes_to_original
 from alexnet_tf.data.crops import central_square, stored_image
 from alexnet_tf.data.crops import patches as crops_of  # the evaluation's own crops
 from alexnet_tf.files import atomic
-from alexnet_tf.model import IMAGE_SIZE, TOWERS, endpoints_model
+from alexnet_tf.model import IMAGE_SIZE, TOWERS, build_alexnet, endpoints_model, precision
 from alexnet_tf.model.box_head import BOX_LAYER, class_boxes, has_box_head
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 class ExportModule(tf.Module):
@@ -71,8 +78,13 @@ class ExportModule(tf.Module):
         # does): saved as Keras layers, its variables are not restored by the TF1-style loaders
         # of `saved_model_cli run` and TF Serving. `save` lists the variables the functions use.
         self.has_boxes = has_box_head(model)
-        names = ["fc7", "predictions"] + ([BOX_LAYER] if self.has_boxes else [])
+        # The logits, not the softmax layer's output: the softmax runs in float32 whatever the
+        # layers compute in (a bfloat16 softmax keeps ~3 digits and ties close classes).
+        names = ["fc7", "fc8"] + ([BOX_LAYER] if self.has_boxes else [])
         self._keras = _Untracked(model, endpoints_model(model, names))
+        self.compute_dtype = tf.Variable(
+            model.get_layer("fc8").compute_dtype, trainable=False, name="compute_dtype"
+        )
         self.normalizer = normalizer
         self.wnids = tf.Variable(list(wnids), trainable=False, name="wnids")
         self.texts = tf.Variable(list(texts), trainable=False, name="texts")
@@ -117,12 +129,20 @@ class ExportModule(tf.Module):
         sizes = tf.scatter_nd(indices[:, None], sizes, tf.stack([n, 2]))
         return tf.scatter_nd(indices[:, None], crops, shape), valid, sizes
 
+    def _forward(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Normalized float32 images → float32 predictions, fc7 (and bbox), whatever the layers
+        compute in."""
+        out = self._keras.endpoints(images, training=False)
+        out = {name: tf.cast(value, tf.float32) for name, value in out.items()}
+        out["predictions"] = tf.nn.softmax(out.pop("fc8"))
+        return out
+
     def _run(self, crops: tf.Tensor) -> dict[str, tf.Tensor]:
         """uint8 crops [n, P, 227, 227, 3] → patch-averaged predictions and fc7 [n, ...], and
         each patch's own boxes, bbox [n, P, 4K] (a box only means something in its patch)."""
         n, patches = tf.shape(crops)[0], tf.shape(crops)[1]
         flat = tf.reshape(crops, [-1, IMAGE_SIZE, IMAGE_SIZE, 3])
-        out = self._keras.endpoints(self.normalizer(flat, training=False), training=False)
+        out = self._forward(self.normalizer(flat, training=False))
         per_patch = {k: tf.reshape(v, [n, patches, v.shape[-1]]) for k, v in out.items()}
         return {
             name: value if name == BOX_LAYER else tf.reduce_mean(value, axis=1)
@@ -197,7 +217,7 @@ class ExportModule(tf.Module):
         ]
     )
     def predict_images(self, images):
-        probabilities = self._keras.endpoints(images, training=False)["predictions"]
+        probabilities = self._forward(images)["predictions"]
         outputs = self._top_k(probabilities, tf.ones(tf.shape(images)[:1], tf.bool))
         del outputs["valid"]
         return outputs
@@ -272,6 +292,7 @@ def export(
     top_k: int = 5,
     ten_patch: bool = False,
     overwrite: bool = False,
+    compute_dtype: str = "float32",
 ) -> str:
     """Exports the model of a training run (WORKDIR or `ckpt-N`) as a SavedModel.
 
@@ -283,17 +304,27 @@ def export(
         top_k: how many classes `serving_default` returns.
         ten_patch: average the ten patches (section 4.1) instead of using the centre patch.
         overwrite: replace an existing `export_dir`.
+        compute_dtype: what the exported layers compute in: "float32", or "bfloat16" (faster on
+            CPUs with AMX or AVX512_BF16, GPUs of compute capability >= 8.0; weights and outputs
+            stay float32). Any run's checkpoint exports in either, whatever policy trained it.
 
     Returns:
         The absolute path of the SavedModel.
+
+    Raises:
+        ValueError: `compute_dtype` is not one of COMPUTE_DTYPES.
     """
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"--compute_dtype must be one of {COMPUTE_DTYPES}; received {compute_dtype!r}"
+        )
     from alexnet_tf.data.manifest import load_manifest
     from alexnet_tf.results.trained_models import CheckpointSource
 
     manifest = load_manifest(data_dir) if data_dir else None
     source = CheckpointSource(checkpoint, manifest=manifest)
     module = ExportModule(
-        source.model,
+        with_compute_dtype(source.model, source.config, compute_dtype),
         source.normalizer,
         source.wnids,
         source.texts,
@@ -302,3 +333,14 @@ def export(
         step=source.step,
     )
     return save(module, export_dir, overwrite=overwrite)
+
+
+def with_compute_dtype(model: keras.Model, config: dict, compute_dtype: str) -> keras.Model:
+    """`model` itself for float32; else the same network and weights (float32 variables) rebuilt
+    to compute in `compute_dtype`, from the run's model_config.json (`config`)."""
+    if compute_dtype == "float32":
+        return model
+    with precision.policy_scope(compute_dtype):
+        half = build_alexnet(config["num_classes"], **config.get("model", {}))
+    half.set_weights(model.get_weights())
+    return half

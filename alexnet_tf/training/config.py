@@ -7,12 +7,14 @@ import math
 import os
 from collections.abc import Sequence
 
+from alexnet_tf.model import precision
 from alexnet_tf.training import distribution, optimizer, schedules
 from alexnet_tf.training.localization import BOX_LOSS_WEIGHT
 
 BATCH_SIZE = 128  # section 5
 EPOCHS = 90  # section 5: "roughly 90 cycles through the training set"
-MIXED_PRECISION = ("none", "float16", "bfloat16")
+# none: float32; auto: what this machine runs fastest (alexnet_tf/model/precision.py).
+MIXED_PRECISION = precision.POLICIES
 
 
 class ConfigError(ValueError):

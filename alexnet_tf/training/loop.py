@@ -117,6 +117,8 @@ def train(
             "model": config.model_kwargs(),
             "preprocessing": data.normalizer.get_config(),
             "data_dir": os.path.abspath(config.data_dir),
+            # What the layers computed in; the tools rebuild in float32 whatever it says.
+            "mixed_precision": state.mixed_precision.policy,
         })  # fmt: skip
     options = steps.StepOptions(
         batch_size=config.batch_size, weight_decay=config.weight_decay, replicas=replicas,

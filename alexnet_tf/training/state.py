@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
+from absl import logging
 
-from alexnet_tf.model import endpoints_model
+from alexnet_tf.model import endpoints_model, precision
 from alexnet_tf.training import localization, optimizer, schedules
 from alexnet_tf.training.config import ConfigError, TrainConfig
 
@@ -32,6 +33,7 @@ class TrainState:
     seed: int  # with (step, replica), the seed of the PCA lighting noise
     logits_model: keras.Model = None  # the model's fc8 endpoint (the loss takes logits)
     decayed: list = None  # the variables weight decay applies to
+    mixed_precision: precision.Choice = None  # the layers' compute dtype, and why
 
     def __post_init__(self):
         if self.logits_model is None:
@@ -49,9 +51,15 @@ class TrainState:
         return isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
 
     def checkpoint(self, **extra) -> tf.train.Checkpoint:
-        """A checkpoint of the whole state, plus `extra` objects (the input position)."""
+        """A checkpoint of the whole state, plus `extra` objects (the input position).
+
+        With float16's loss scaling, the SGD inside the LossScaleOptimizer is saved, not the
+        scale: a checkpoint then holds the same objects under every policy and resumes under any
+        (a resumed float16 run starts again from the initial scale, which settles in a few steps).
+        """
+        sgd = self.optimizer.inner_optimizer if self.loss_scaling else self.optimizer
         return tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step, schedule=self.schedule,
+            model=self.model, optimizer=sgd, step=self.step, schedule=self.schedule,
             normalizer=self.normalizer, dropout_rng=self.dropout_rng, **extra,
         )  # fmt: skip
 
@@ -73,23 +81,33 @@ def create_train_state(
 ) -> TrainState:
     """Builds the model, SGD (its momentum slots created, so a restore fills them) and schedule.
 
-    The variables are created in `strategy`'s scope, with `config.mixed_precision`'s policy.
+    The variables are created in `strategy`'s scope, with the Keras policy that
+    `config.mixed_precision` resolves to on this machine (`state.mixed_precision`): the layers
+    compute in that dtype, the variables stay float32, so a checkpoint resumes under any policy.
+    One log line says what was chosen and why; an explicit half precision that will run slower
+    than float32 here is logged as a warning.
 
     Raises:
         ConfigError: a setting of the model, optimizer or schedule can't work.
     """
-    policy = keras.mixed_precision.global_policy()
-    if config.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
     try:
-        with strategy.scope():
+        choice = precision.resolve(config.mixed_precision)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    logging.info("%s", choice.log_line())
+    if choice.warning:
+        logging.warning("%s", choice.warning)
+    try:
+        with precision.policy_scope(choice.policy), strategy.scope():
             model = build_model(num_classes, devices, **config.model_kwargs())
             # Softmax in the loss, for stability; drop7 is the box head's input for its loss.
             logits_model = endpoints_model(
                 model, ["fc8", "drop7"] if config.localization else ["fc8"]
             )
             sgd = optimizer.make_sgd(config.learning_rate, config.momentum)
-            if config.mixed_precision == "float16":
+            if choice.policy == "float16":
+                # float16's range: a dynamic loss scale keeps small gradients from flushing to
+                # zero; a step whose scaled gradients overflow is skipped and the scale halved.
                 sgd = keras.optimizers.LossScaleOptimizer(sgd)
             sgd.build(model.trainable_variables)  # slots must exist before a restore
             step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -102,10 +120,8 @@ def create_train_state(
             )  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
     return TrainState(
         model=model, optimizer=sgd, schedule=schedule, normalizer=normalizer, step=step,
         seed=config.seed, logits_model=logits_model,
-        decayed=localization.decayed_without_head(model),
+        decayed=localization.decayed_without_head(model), mixed_precision=choice,
     )  # fmt: skip
