@@ -83,8 +83,6 @@ def build_alexnet(
         num_classes: size of the softmax output (1000 for ILSVRC-2012).
         devices: `None` to run on one device, or two device strings (for example
             `("/GPU:0", "/GPU:1")`) that hold the two towers, as in section 3.2.
-        activation: the unit of every hidden layer: "relu" (section 3.1) or "tanh", the
-            saturating unit figure 1 compares it with; nothing else changes.
         lrn_k, lrn_n, lrn_alpha, lrn_beta: the normalization of section 3.3. The paper's values
             are the defaults; Caffe's `bvlc_alexnet` weights were trained with k=1, alpha=2e-5
             (Caffe's 1e-4 divided by n=5), n=5, beta=0.75.
@@ -102,6 +100,8 @@ def build_alexnet(
         seed: seed of the initializers; `None` draws from Keras's global seed.
         localization: also regress one box per class from fc7 (ILSVRC-2012 task 2): a layer
             named `bbox` beside fc8 (see `alexnet_tf.model.box_head`).
+        activation: the unit of every hidden layer: "relu" (section 3.1) or "tanh", the
+            saturating unit figure 1 compares it with; nothing else changes.
         name: name of the model.
 
     Returns:

@@ -46,7 +46,9 @@ def write_figure(result: dict, path: str) -> str:
         )  # fmt: skip
         if curve["epochs_to_threshold"] is None and curve["epochs"]:
             axes.plot(curve["epochs"][-1], curve["train_error"][-1], "x", color=colour, ms=9)
-    axes.axhline(threshold, color="0.4", linewidth=1.0, linestyle=":", label=f"{threshold:.0%}")
+    axes.axhline(
+        threshold, color="0.4", linewidth=1.0, linestyle=":", label=f"threshold {threshold:.0%}"
+    )
     axes.set_xlabel("Epochs")
     axes.set_ylabel("Training error rate")
     axes.set_ylim(0, 1)
