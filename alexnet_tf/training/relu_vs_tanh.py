@@ -319,6 +319,7 @@ def run_experiment(
     config.check()
     check_data(data, config)
     keras.utils.set_random_seed(config.seed)
+    start = time.perf_counter()
     best, table = {}, []
     for unit in UNITS:
         best[unit], runs = sweep(data, unit, config, progress)
@@ -350,4 +351,5 @@ def run_experiment(
         "speedup": speedup,
         "speedup_is_lower_bound": lower_bound,
         "sweep": table,
+        "seconds": round(time.perf_counter() - start, 1),  # both sweeps, the data excluded
     }  # fmt: skip
