@@ -172,6 +172,23 @@ def test_the_sweep_keeps_the_fastest_rate_and_gives_up_on_slower_ones(demo_image
         assert run.epochs[-1] <= best.epochs_to_threshold + 1e-9
 
 
+def test_the_sweep_goes_past_a_fastest_rate_at_the_edge(demo_images):
+    # One listed rate is the edge of its own range: half of it is tried, and then, unless the
+    # half is faster (a new lower edge: its half), twice the first.
+    config = relu_vs_tanh.ExperimentConfig(
+        threshold=0.01, max_epochs=0.4, batch_size=16, extend_sweep=2,
+        learning_rates={"relu": [0.002], "tanh": [0.002]},
+    )  # fmt: skip
+    best, runs = relu_vs_tanh.sweep(demo_images, "tanh", config)
+    rates = [run.learning_rate for run in runs]
+    assert rates[:2] == [0.002, 0.001] and len(rates) == 3
+    # Neither run reaches 1% error: the faster is the one with the lower error at the end.
+    assert runs[0].epochs_to_threshold is None and runs[1].epochs_to_threshold is None
+    half_is_better = runs[1].train_error[-1] < runs[0].train_error[-1]
+    assert rates[2] == (0.0005 if half_is_better else 0.004)
+    assert best.train_error[-1] == min(run.train_error[-1] for run in runs)
+
+
 def test_sets_that_cannot_train_are_refused(demo_images):
     one_class = small_images.LabelledImages(
         demo_images.images[:20], np.zeros(20, np.int32), ["a", "b"], "one-class set"

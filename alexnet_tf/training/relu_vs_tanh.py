@@ -11,9 +11,11 @@ No regularization of any kind was employed."
 For each unit, a short sweep trains the network once per learning rate of
 `ExperimentConfig.learning_rates[unit]` from the same initial weights (same seed, same batch
 order), and keeps the rate that reaches the threshold in the fewest epochs (ties: the lower
-error at the end). A run stops at the threshold, so the sweep costs no more than it must; a rate
-is also abandoned once it has trained longer than the fastest so far (it can no longer win), and
-a run whose loss is no longer finite is stopped and reported as diverged.
+error at the end); if that is the lowest or the highest rate tried, the sweep goes on past it
+(half or twice the rate, at most `extend_sweep` more runs). A run stops at the threshold, so
+the sweep costs no more than it must; a rate is also abandoned once it has trained longer than
+the fastest so far (it can no longer win), and a run whose loss is no longer finite is stopped
+and reported as diverged.
 
 The update is Training's (`steps.train_step`: the cross-entropy of section 3.5, SGD with momentum
 0.9 of `optimizer.make_sgd`, the top-1 rule of `results.metrics`), run on a `TrainState` with
@@ -77,6 +79,7 @@ class ExperimentConfig:
     points_per_epoch: int = POINTS_PER_EPOCH
     init: str = "cuda-convnet"  # figure1's initialization (model/figure1.py)
     seed: int = 0  # initial weights and batch order: the same for every run
+    extend_sweep: int = 2  # most rates tried beyond the listed ones (see `sweep`)
     figure1_image_size: int = IMAGE_SIZE  # CIFAR-10's 32; the 2012 network takes 227
 
     def image_size(self) -> int:
@@ -294,14 +297,32 @@ def sweep(
     config: ExperimentConfig,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Curve, list[Curve]]:
-    """Trains `unit` at each of its rates; returns (the fastest run, every run in rate order)."""
+    """Trains `unit` at each of its rates; returns (the fastest run, every run in the order run).
+
+    When the fastest is the lowest (highest) rate tried, the rate half (twice) as large is tried
+    next, up to `config.extend_sweep` times: a fastest rate at the edge of the range may not be
+    the fastest there is.
+    """
     runs, best = [], None
-    for rate in config.learning_rates[unit]:
+
+    def run(rate):
+        nonlocal best
         fastest = best.epochs_to_threshold if best is not None else None
         curve = train_curve(data, unit, rate, config, give_up_after=fastest, progress=progress)
         runs.append(curve)
         if _better(curve, best):
             best = curve
+
+    for rate in config.learning_rates[unit]:
+        run(float(rate))
+    for _ in range(config.extend_sweep):
+        tried = sorted(r.learning_rate for r in runs)
+        if best.learning_rate == tried[0] and best.learning_rate / 2 not in tried:
+            run(best.learning_rate / 2)
+        elif best.learning_rate == tried[-1] and best.learning_rate * 2 not in tried:
+            run(best.learning_rate * 2)
+        else:
+            break
     return best, runs
 
 
