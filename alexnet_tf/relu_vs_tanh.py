@@ -35,6 +35,10 @@ RELU_RATES = flags.DEFINE_list("relu_learning_rates", None, "ReLU's sweep (defau
 TANH_RATES = flags.DEFINE_list("tanh_learning_rates", None, "tanh's sweep (default: library's).")
 MAX_EPOCHS = flags.DEFINE_float("max_epochs", None, "Most epochs a run trains (default: library).")
 BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Images per update (default: library's).")
+INIT = flags.DEFINE_enum(
+    "init", "cuda-convnet", ["cuda-convnet", "glorot"], "Figure 1 net's initial weights."
+)
+EXTEND_SWEEP = flags.DEFINE_integer("extend_sweep", 2, "Most rates tried past the range's edge.")
 IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "Side of figure 1's input images.")
 SEED = flags.DEFINE_integer("seed", 0, "Initial weights, batch order and the bundled set.")
 
@@ -52,7 +56,8 @@ def main(argv: list[str]) -> None:
 
         config = relu_vs_tanh.ExperimentConfig(
             threshold=THRESHOLD.value, network=NETWORK.value, seed=SEED.value,
-            figure1_image_size=IMAGE_SIZE.value,
+            figure1_image_size=IMAGE_SIZE.value, init=INIT.value,
+            extend_sweep=EXTEND_SWEEP.value,
             **_given(learning_rates=_rates(relu_vs_tanh.LEARNING_RATES),
                      max_epochs=MAX_EPOCHS.value, batch_size=BATCH_SIZE.value),
         )  # fmt: skip

@@ -99,6 +99,8 @@ class ExperimentConfig:
             raise ValueError(f"--threshold must be in (0, 1); received {self.threshold!r}")
         if not self.max_epochs > 0:
             raise ValueError(f"--max_epochs must be > 0; received {self.max_epochs!r}")
+        if self.extend_sweep < 0:
+            raise ValueError(f"--extend_sweep must be >= 0; received {self.extend_sweep}")
         if self.batch_size < 1 or self.points_per_epoch < 1:
             raise ValueError(
                 "--batch_size and --points_per_epoch must be >= 1; received "
@@ -355,6 +357,7 @@ def run_experiment(
     return {
         "threshold": config.threshold,
         "network": config.network,
+        "init": config.init if config.network == "figure1" else "paper",
         "data": {
             "source": data.source, "num_images": int(len(data.labels)),
             "num_classes": data.num_classes, "image_size": int(data.images.shape[1]),
