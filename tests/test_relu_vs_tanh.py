@@ -113,8 +113,9 @@ def test_bundled_set_is_a_real_colour_set_of_ten_classes():
 
 def test_a_short_run_writes_the_figure_and_both_curves(demo_images, tmp_path):
     config = relu_vs_tanh.ExperimentConfig(
-        max_epochs=2, batch_size=16, learning_rates={"relu": [0.002], "tanh": [0.002, 0.004]}
-    )
+        max_epochs=2, batch_size=16, extend_sweep=0,
+        learning_rates={"relu": [0.002], "tanh": [0.002, 0.004]},
+    )  # fmt: skip
     result = relu_vs_tanh.run_experiment(demo_images, config)
     json_path, png_path = relu_vs_tanh_figure.write_result(result, str(tmp_path / "out"))
     with open(json_path) as f:
@@ -162,7 +163,7 @@ def test_the_sweep_keeps_the_fastest_rate_and_gives_up_on_slower_ones(demo_image
     # Three rates of one unit on the demo digits: the kept run is the one with the fewest epochs
     # to the threshold, and no run trained past it.
     config = relu_vs_tanh.ExperimentConfig(
-        threshold=0.85, max_epochs=3, batch_size=16,
+        threshold=0.85, max_epochs=3, batch_size=16, extend_sweep=0,
         learning_rates={"relu": [0.0001, 0.004, 0.002], "tanh": [0.002]},
     )  # fmt: skip
     best, runs = relu_vs_tanh.sweep(demo_images, "relu", config)
