@@ -177,9 +177,9 @@ class MeanImage(tf.Module):
 
     def __init__(self, images: np.ndarray, standardize: bool = False):
         super().__init__(name="mean_image")
-        pixels = images.astype(np.float32)
-        self.mean = tf.constant(pixels.mean(axis=0))
-        self.scale = 1.0 / float(pixels.std()) if standardize else 1.0
+        mean = images.mean(axis=0, dtype=np.float64)  # no float copy of a 227×227 set
+        self.mean = tf.constant(mean.astype(np.float32))
+        self.scale = 1.0 / float(images.std()) if standardize else 1.0  # of all pixels
 
     def __call__(self, images: tf.Tensor, training: bool, seed: tf.Tensor | None = None):
         del training, seed
@@ -225,7 +225,8 @@ def train_curve(
     model, logits_model = build_network(unit, data.num_classes, config)
     sgd = optimizer.make_sgd(learning_rate)
     # Glorot's scale assumes inputs of unit variance; cuda-convnet's, the 0-255 scale.
-    normalizer = MeanImage(data.images, standardize=config.init == "glorot")
+    glorot = config.network == "figure1" and config.init == "glorot"
+    normalizer = MeanImage(data.images, standardize=glorot)
     state = TrainState(
         model=model, optimizer=sgd, schedule=schedules.ConstantSchedule(learning_rate),
         normalizer=normalizer, step=tf.Variable(0, dtype=tf.int64),
