@@ -31,10 +31,11 @@ flags.adopt_module_key_flags(common_flags)  # --data_dir in --help
 OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where relu_vs_tanh.{png,json} go.")
 THRESHOLD = flags.DEFINE_float("threshold", 0.25, "Training error rate to reach (section 3.1).")
 NETWORK = flags.DEFINE_enum("network", "figure1", ["figure1", "alexnet"], "Network to train.")
-RELU_RATES = flags.DEFINE_list("relu_learning_rates", None, "ReLU's sweep (default: library's).")
-TANH_RATES = flags.DEFINE_list("tanh_learning_rates", None, "tanh's sweep (default: library's).")
-MAX_EPOCHS = flags.DEFINE_float("max_epochs", None, "Most epochs a run trains (default: library).")
-BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Images per update (default: library's).")
+# None: the defaults of alexnet_tf/training/relu_vs_tanh.py (TensorFlow is imported only to run).
+RELU_RATES = flags.DEFINE_list("relu_learning_rates", None, "ReLU's sweep; 0.002,0.001,0.004.")
+TANH_RATES = flags.DEFINE_list("tanh_learning_rates", None, "tanh's sweep; 0.02,0.01,0.04,0.005.")
+MAX_EPOCHS = flags.DEFINE_float("max_epochs", None, "Most epochs a run trains; 30.")
+BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Images per update; 32.")
 INIT = flags.DEFINE_enum(
     "init", "cuda-convnet", ["cuda-convnet", "glorot"], "Figure 1 net's initial weights."
 )
