@@ -1,10 +1,12 @@
 """The 2012 network (section 3): layers, the two towers, paper-layout weights.
 
 `network` holds the builder (re-exported here), `layers` the paper's LRN and device-scoped layers,
-`paper_weights` the `bvlc_alexnet.npy` layout.
+`paper_weights` the `bvlc_alexnet.npy` layout, `figure1` the four-layer network of figure 1.
 """
 
+from alexnet_tf.model.figure1 import build_figure1_net
 from alexnet_tf.model.network import (
+    ACTIVATIONS,
     DROPOUT_RATE,
     IMAGE_SIZE,
     INIT_STDDEV,
@@ -21,6 +23,7 @@ from alexnet_tf.model.network import (
 )
 
 __all__ = [
+    "ACTIVATIONS",
     "DROPOUT_RATE",
     "IMAGE_SIZE",
     "INIT_STDDEV",
@@ -31,6 +34,7 @@ __all__ = [
     "PAPER_LAYERS",
     "TOWERS",
     "build_alexnet",
+    "build_figure1_net",
     "check_devices",
     "conv1_kernels",
     "endpoints_model",

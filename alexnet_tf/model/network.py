@@ -57,6 +57,7 @@ ONE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
 TOWERS = ("a", "b")
 PAPER_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 INITS = ("paper", "he")
+ACTIVATIONS = ("relu", "tanh")  # section 3.1 and figure 1
 
 
 def build_alexnet(
@@ -73,6 +74,7 @@ def build_alexnet(
     conv1_init_stddev: float | None = None,
     seed: int | None = None,
     localization: bool = False,
+    activation: str = "relu",
     name: str = "alexnet",
 ) -> keras.Model:
     """Builds the 2012 AlexNet as a Keras functional model.
@@ -98,6 +100,8 @@ def build_alexnet(
         seed: seed of the initializers; `None` draws from Keras's global seed.
         localization: also regress one box per class from fc7 (ILSVRC-2012 task 2): a layer
             named `bbox` beside fc8 (see `alexnet_tf.model.box_head`).
+        activation: the unit of every hidden layer: "relu" (section 3.1) or "tanh", the
+            saturating unit figure 1 compares it with; nothing else changes.
         name: name of the model.
 
     Returns:
@@ -109,6 +113,8 @@ def build_alexnet(
         raise ValueError(f"num_classes must be an integer >= 1; received {num_classes!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}; received {init!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}")
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"dropout_rate must be in [0, 1); received {dropout_rate!r}")
     if conv1_init_stddev is not None and not conv1_init_stddev > 0:
@@ -122,7 +128,7 @@ def build_alexnet(
             size,
             strides=strides,
             padding=padding,
-            activation="relu",
+            activation=activation,
             kernel_initializer=_kernel_init(
                 init, seeds, conv1_init_stddev if layer == "conv1" else None
             ),
@@ -131,10 +137,10 @@ def build_alexnet(
             name=f"{layer}_{tower}",
         )
 
-    def dense(layer, tower, units, activation="relu"):
+    def dense(layer, tower, units, unit=activation):
         return PlacedDense(
             units,
-            activation=activation,
+            activation=unit,
             kernel_initializer=_kernel_init(init, seeds),
             bias_initializer=_bias_init(init, layer),
             device=placement[tower or "a"],  # fc8 sits with the first tower
@@ -196,7 +202,7 @@ def build_alexnet(
     # The 4096-d last hidden layer, used for retrieval (section 6.1).
     fc7 = PlacedConcatenate(device=placement["a"], name="fc7")([x["a"], x["b"]])
     h = PlacedDropout(dropout_rate, device=placement["a"], name="drop7")(fc7)
-    logits = dense("fc8", None, num_classes, activation=None)(h)
+    logits = dense("fc8", None, num_classes, unit=None)(h)
     probs = keras.layers.Softmax(name="predictions")(logits)
     if localization:
         boxes = box_head(num_classes, placement["a"], next(seeds) if seeds is not None else None)(h)
