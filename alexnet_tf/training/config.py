@@ -65,6 +65,7 @@ class TrainConfig:
     prefetch_to_device: int = 2  # batches copied to the accelerator ahead of the step
     localization: bool = False  # ILSVRC task 2: the box head and its loss
     box_loss_weight: float = BOX_LOSS_WEIGHT
+    train_layers: Sequence[str] = ()  # paper names (optimizer.TRAINABLE_LAYERS); (): all
 
     def validate(self) -> None:
         """Raises ConfigError naming the first flag with a value that can't work."""
@@ -106,6 +107,14 @@ class TrainConfig:
             if not ok:
                 flag = message.split()[0].lstrip("-")
                 raise ConfigError(f"{message}; received {getattr(self, flag, None)!r}")
+        unknown = sorted(set(self.train_layers) - set(optimizer.TRAINABLE_LAYERS))
+        if unknown:
+            raise ConfigError(
+                f"--train_layers must name some of {optimizer.TRAINABLE_LAYERS}; received "
+                f"{list(self.train_layers)} ({unknown} unknown)"
+            )
+        if "bbox" in self.train_layers and not self.localization:
+            raise ConfigError("--train_layers names bbox, the box head: it needs --localization")
         if not os.path.isdir(self.data_dir):
             raise ConfigError(f"--data_dir {self.data_dir!r} does not exist")
 
