@@ -72,19 +72,20 @@ def test_frozen_layers_have_no_momentum_slot_and_no_decay(trained):
 
 
 def test_a_name_covers_both_towers_and_the_log_says_which_train(tools_data_dir, tmp_path, caplog):
-    model = build_alexnet(10, init="he")
-    assert optimizer.set_trainable_layers(model, ["conv2", "fc8"]) == ["conv2_a", "conv2_b", "fc8"]
-    assert optimizer.set_trainable_layers(model, []) == [
-        layer.name for layer in model.layers if layer.weights
-    ]  # the default: all
     config = TrainConfig(
         data_dir=tools_data_dir, workdir=str(tmp_path), init="he", train_layers=("fc8",)
     )
     with caplog.at_level(logging.INFO):
-        create_train_state(
+        state = create_train_state(
             config, tf.distribute.get_strategy(), 10, _Centred(), build_model=build_alexnet
         )
     assert "Training only fc8; the other layers are frozen" in caplog.text
+    model = state.model
+    assert optimizer.set_trainable_layers(model, ["conv2", "fc8"]) == ["conv2_a", "conv2_b", "fc8"]
+    assert optimizer.set_trainable_layers(model, []) == [
+        layer.name for layer in model.layers if layer.weights
+    ]  # the default: all
+    assert len(model.trainable_variables) == 2 * 15  # conv1-5 and fc6-7 in two towers, fc8
 
 
 @pytest.mark.parametrize(

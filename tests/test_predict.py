@@ -211,3 +211,20 @@ def test_binary_reports_a_model_path_with_nothing_loadable(tmp_path):
     lines = [line for line in io.StringIO(proc.stderr) if line.startswith("predict:")]
     assert len(lines) == 1 and str(tmp_path) in lines[0], proc.stderr[-2000:]
     assert not output.exists()
+
+
+def test_a_saved_model_and_a_checkpoint_prefix_load_as_models(
+    tools_source, tools_workdir, exported_model, val_tree
+):
+    files = sorted(val_tree["labels"])[:3]
+    expected = list(predictions.predict_files(tools_source, files))  # ckpt-2, the latest
+    exported = list(predictions.predict_files(predictions.load_model(exported_model), files))
+    for got, want in zip(exported, expected, strict=True):
+        assert [g["class"] for g in got.top_k] == [g["class"] for g in want.top_k]
+        np.testing.assert_allclose(
+            [g["probability"] for g in got.top_k], [g["probability"] for g in want.top_k], 1e-5
+        )
+    first = predictions.load_model(os.path.join(tools_workdir, "checkpoints", "ckpt-1"))
+    assert first.step == 1
+    rows = list(predictions.predict_files(first, files))
+    assert [r.top_k for r in rows] != [r.top_k for r in expected]  # ckpt-2 has other fc8 weights
