@@ -13,14 +13,18 @@ atomically. A file that is not an image is named and skipped; its row gives the 
 
 from __future__ import annotations
 
+import os
 import sys
 
-import tqdm
-from absl import app, flags
+# TensorFlow's C++ warnings (one per file that fails to decode) would bury the rows.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from alexnet_tf.cli import shared_flags as common_flags
-from alexnet_tf.cli import tool_errors
-from alexnet_tf.results import predictions
+import tqdm  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from alexnet_tf.cli import shared_flags as common_flags  # noqa: E402
+from alexnet_tf.cli import tool_errors  # noqa: E402
+from alexnet_tf.results import predictions  # noqa: E402
 
 flags.adopt_module_key_flags(common_flags)  # --data_dir in --help
 

@@ -100,6 +100,8 @@ def compare(model: str, data_dir: str, csv_path: str, val_dir: str) -> dict:
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
     differ, right_predict, right_evaluate, missing = [], 0, 0, 0
+    skipped = sum(1 for row in rows if row["error"])
+    rows = [row for row in rows if not row["error"]]
     for row in rows:
         folder, name = os.path.relpath(row["image"], val_dir).split(os.sep)[-2:]
         if (folder, name) not in evaluated:
@@ -123,6 +125,7 @@ def compare(model: str, data_dir: str, csv_path: str, val_dir: str) -> dict:
     scored = len(rows) - missing
     return {
         "images": scored,
+        "skipped": skipped,
         "not_in_records": missing,
         "predict_top1_accuracy": round(right_predict / scored, 4),
         "evaluate_top1_accuracy": round(right_evaluate / scored, 4),

@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -179,8 +180,10 @@ def why_skipped(path: str) -> str:
         return "not an image: the file is empty"
     try:
         image_crops(tf.constant(data), False)
-    except (tf.errors.InvalidArgumentError, tf.errors.OpError) as e:
-        return f"not an image: {e.message.splitlines()[0][:200]}"
+    except tf.errors.OpError as e:
+        # "{{function_node ...}} Unknown image file format. ... [Op:DecodeImage] name:" → the middle
+        reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", e.message.splitlines()[0])
+        return f"not an image: {reason[:200]}"
     return "not an image (could not be decoded)"
 
 
