@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from alexnet_tf.data.demo_data import sample_photographs
 from alexnet_tf.model import IMAGE_SIZE, build_alexnet
-from alexnet_tf.training import optimizer, steps
+from alexnet_tf.training import init_from, optimizer, steps
 from alexnet_tf.training.config import ConfigError, TrainConfig
 from alexnet_tf.training.state import create_train_state
 
@@ -71,15 +71,23 @@ def test_frozen_layers_have_no_momentum_slot_and_no_decay(trained):
     assert {v.path for v in state.decayed} == {"fc7_a/kernel", "fc7_b/kernel", "fc8/kernel"}
 
 
-def test_a_name_covers_both_towers_and_the_log_says_which_train(tools_data_dir, tmp_path, caplog):
+def test_frozen_layers_start_from_init_from_and_the_log_says_which_train(
+    tools_data_dir, tools_workdir, tools_source, tmp_path, caplog
+):
     config = TrainConfig(
-        data_dir=tools_data_dir, workdir=str(tmp_path), init="he", train_layers=("fc8",)
-    )
+        data_dir=tools_data_dir, workdir=str(tmp_path), init="he", seed=5, train_layers=("fc8",)
+    )  # another seed than tools_workdir's network: equal weights come from --init_from
     with caplog.at_level(logging.INFO):
         state = create_train_state(
             config, tf.distribute.get_strategy(), 10, _Centred(), build_model=build_alexnet
         )
+        assert init_from.load_into(state.model, tools_workdir, build_alexnet) == []
     assert "Training only fc8; the other layers are frozen" in caplog.text
+    for name in ("conv1_a", "conv5_b", "fc7_a", "fc8"):
+        np.testing.assert_array_equal(
+            state.model.get_layer(name).kernel.numpy(),
+            tools_source.model.get_layer(name).kernel.numpy(),
+        )
     model = state.model
     assert optimizer.set_trainable_layers(model, ["conv2", "fc8"]) == ["conv2_a", "conv2_b", "fc8"]
     assert optimizer.set_trainable_layers(model, []) == [

@@ -111,10 +111,12 @@ def load_into(
         source = _checkpoint_layers(prefix, _model_config(workdir, path), build_model, path)
     loaded, fresh = [], []
     for layer in model.layers:
-        if not layer.trainable_weights:
+        # `weights`, not `trainable_weights`: a layer frozen by --train_layers (no trainable
+        # weights) must still start from the source.
+        if not layer.weights:
             continue
         values = source.get(layer.name)
-        targets = layer.trainable_weights
+        targets = layer.weights
         if values is None or [tuple(v.shape) for v in targets] != [v.shape for v in values]:
             fresh.append(layer.name)
             continue
