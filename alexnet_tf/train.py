@@ -114,6 +114,18 @@ LOCALIZATION = flags.DEFINE_bool(
 BOX_LOSS_WEIGHT = flags.DEFINE_float(
     "box_loss_weight", _F.box_loss_weight, "Weight of the box loss beside the cross-entropy."
 )
+INIT_FROM = flags.DEFINE_string(
+    "init_from", "",
+    "Start from the weights of a training WORKDIR, a ckpt-N prefix or a bvlc_alexnet.npy file: "
+    "layers whose shapes match are loaded, the rest (e.g. fc8 for another class count) start "
+    "fresh; step, momentum and schedule start anew. A --workdir with a checkpoint resumes "
+    "from it instead.",
+)  # fmt: skip
+TRAIN_LAYERS = flags.DEFINE_list(
+    "train_layers", [],
+    "Fine-tuning: train only these layers (conv1..conv5, fc6, fc7, fc8, bbox; both towers), "
+    "freeze the rest. Default: all.",
+)  # fmt: skip
 PREFETCH_TO_DEVICE = flags.DEFINE_integer(
     "prefetch_to_device", _F.prefetch_to_device,
     "Batches copied to the accelerator(s) while earlier steps run (the paper's stage n+1); "

@@ -7,6 +7,12 @@ in the same pass. Exit status 0 only when every shard (and, with --verify, every
     python tools/build_imagenet_tfrecords.py \
         --train_dir=/data/ILSVRC2012/train --val_dir=/data/ILSVRC2012/val \
         --val_labels=/data/ILSVRC2012/LOC_val_solution.csv --output_dir=/data/imagenet-tfrecords
+
+Your own photos, one sub-folder per class in both splits (any folder names; no labels file: the
+validation folder names the label, the class texts are the folder names):
+
+    python tools/build_imagenet_tfrecords.py --train_dir=mine/train --val_dir=mine/val \
+        --output_dir=mine/data
 """
 
 import sys
@@ -25,12 +31,17 @@ flags.DEFINE_string(
     "train_dir", None,
     "train/<wnid>/ folders, <wnid>.tar files, or ILSVRC2012_img_train.tar itself; omit to skip.",
 )  # fmt: skip
-flags.DEFINE_string("val_dir", None, "Validation images (folder or ILSVRC2012_img_val.tar).")
+flags.DEFINE_string(
+    "val_dir", None,
+    "Validation images: a folder with --val_labels, ILSVRC2012_img_val.tar, or a folder of "
+    "class folders named as --train_dir's (no --val_labels needed).",
+)  # fmt: skip
 flags.DEFINE_string(
     "val_labels",
     None,
     "Validation labels: LOC_val_solution.csv, the devkit's "
-    "ILSVRC2012_validation_ground_truth.txt, or one wnid per line in sorted file-name order.",
+    "ILSVRC2012_validation_ground_truth.txt, or one wnid per line in sorted file-name order; "
+    "not needed for a --val_dir of class folders.",
 )
 flags.DEFINE_string(
     "val_synset_order",
@@ -38,7 +49,11 @@ flags.DEFINE_string(
     "For devkit ground truth: the devkit's meta.mat (default: beside --val_labels) or a file "
     "of wnids in ILSVRC2012_ID order.",
 )
-flags.DEFINE_string("labels_file", None, "'wnid [words]' lines: label order (default: sorted).")
+flags.DEFINE_string(
+    "labels_file", None,
+    "'wnid [words]' lines: label order and class texts (default: sorted folders, texts the "
+    "ILSVRC words of a wnid or else the folder name).",
+)  # fmt: skip
 flags.DEFINE_string("bbox_dir", None, "Bounding-box XMLs (Annotation/<wnid>/*.xml), optional.")
 flags.DEFINE_string("output_dir", None, "Where shards and manifest.json go.")
 flags.DEFINE_integer(

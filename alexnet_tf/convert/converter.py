@@ -62,8 +62,11 @@ def _check_options(
 ) -> None:
     if not train_dir and not val_dir:
         raise ConvertError("nothing to convert: give --train_dir, --val_dir or both")
-    if val_dir and not val_labels:
-        raise ConvertError(f"--val_dir={val_dir} needs --val_labels (the validation labels)")
+    if val_dir and not val_labels and not sources.has_class_folders(val_dir):
+        raise ConvertError(
+            f"--val_dir={val_dir} needs --val_labels (the validation labels), or one sub-folder "
+            "per class as in --train_dir"
+        )
     for flag, value in (("train_shards", train_shards), ("val_shards", val_shards)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ConvertError(f"--{flag} must be a positive integer; got {value!r}")
@@ -123,11 +126,14 @@ def convert(
         output_dir: where shards, `manifest.json` and `mean_image.npy` go (created).
         train_dir: `<wnid>/` folders or `<wnid>.tar` archives of training images, the
             ILSVRC2012_img_train.tar download itself (a tar of `<wnid>.tar` files), or None.
-        val_dir: folder (or tar archive) of validation images, or None.
+        val_dir: folder (or tar archive) of validation images, or a folder of class folders
+            named as the training ones (then no `val_labels`), or None.
         val_labels: validation labels (LOC_val_solution.csv, devkit ground truth, or one wnid a
-            line in sorted file-name order).
+            line in sorted file-name order); None for a folder of class folders.
         val_synset_order: devkit meta.mat, or wnids in ILSVRC2012_ID order, for devkit labels.
-        labels_file: 'wnid [words]' lines fixing the label order (default: sorted folders).
+        labels_file: 'wnid [words]' lines fixing the label order and class texts (default:
+            sorted folders; a text defaults to the ILSVRC-2012 words of a wnid, else the
+            folder's name).
         bbox_dir: folder of bounding-box XMLs (`Annotation/`), searched recursively.
         train_shards: number of training shards; default 1024 (the ILSVRC-2012 convention),
             fewer for small sets so that a shard holds at least MIN_RECORDS_PER_SHARD files.
@@ -161,12 +167,14 @@ def convert(
     num_workers = num_workers or os.cpu_count() or 1
     synsets, texts = sources.find_classes(train_dir, labels_file)
     if not synsets:  # validation only, no labels file: the classes are the labels found
-        names = sources.val_file_names(val_dir)
-        synsets = sorted(set(sources.read_val_labels(val_labels, names, val_synset_order)))
+        if val_labels:
+            names = sources.val_file_names(val_dir)
+            synsets = sorted(set(sources.read_val_labels(val_labels, names, val_synset_order)))
+        else:
+            synsets = sources.val_class_names(val_dir)
         table = sources.packaged_class_texts()
         texts = [table.get(s, s) for s in synsets]
     bboxes = sources.index_bboxes(bbox_dir)
-    os.makedirs(output_dir, exist_ok=True)
     common = dict(
         synsets=tuple(synsets),
         texts=tuple(texts),
@@ -182,11 +190,15 @@ def convert(
         train_shards = train_shards or default_shards(len(items), TRAIN_SHARDS)
         tasks += _plan("train", items, train_shards, seed, output_dir, common)
     if val_dir:
-        items = sources.list_val(val_dir, val_labels, synsets, bboxes, val_synset_order)
+        if val_labels:
+            items = sources.list_val(val_dir, val_labels, synsets, bboxes, val_synset_order)
+        else:  # one folder per class, as the training images
+            items = sources.list_val_class_folders(val_dir, synsets, bboxes)
         if not items:
             raise ConvertError(f"--val_dir={val_dir} holds no files")
         val_shards = val_shards or default_shards(len(items), VAL_SHARDS)
         tasks += _plan("validation", items, val_shards, seed, output_dir, common)
+    os.makedirs(output_dir, exist_ok=True)  # only once every input is checked
     _remove_stale_temporaries(output_dir)
 
     total = sum(len(t.items) for t in tasks)

@@ -3,7 +3,9 @@
 Training images come from `train/<wnid>/` folders, from the official per-class `<wnid>.tar`
 files, or from the download itself, `ILSVRC2012_img_train.tar` (a tar of those `<wnid>.tar`
 files), all read in place: each image is located by its byte offset, so nothing is extracted.
-Validation images come from a folder or from `ILSVRC2012_img_val.tar`, labelled by any of:
+Validation images come from a folder of class folders laid out like the training ones
+(`val/<class>/`: the folder names the label, no labels file needed), or from a flat folder or
+`ILSVRC2012_img_val.tar`, labelled by any of:
 
 * `LOC_val_solution.csv` (Kaggle): `ImageId,PredictionString`, the first wnid is the label;
 * the devkit's `ILSVRC2012_validation_ground_truth.txt`: one ILSVRC2012_ID (1-1000) per line,
@@ -127,13 +129,13 @@ def find_classes(train_dir: str | None, labels_file: str | None) -> tuple[list[s
     return synsets, texts
 
 
-def _class_sources(train_dir: str) -> dict[str, str | _NestedTar]:
+def _class_sources(train_dir: str, flag: str = "--train_dir") -> dict[str, str | _NestedTar]:
     """wnid -> its folder or .tar file under train_dir, or its .tar inside the train_dir tar."""
     if os.path.isfile(train_dir):
         return _nested_class_tars(train_dir)
     if not os.path.isdir(train_dir):
         raise ConvertError(
-            f"--train_dir={train_dir} is neither a folder nor the ILSVRC2012_img_train.tar archive"
+            f"{flag}={train_dir} is neither a folder nor the ILSVRC2012_img_train.tar archive"
         )
     sources = {}
     for entry in sorted(os.scandir(train_dir), key=lambda e: e.name):
@@ -145,9 +147,48 @@ def _class_sources(train_dir: str) -> dict[str, str | _NestedTar]:
             sources.setdefault(entry.name[: -len(".tar")], entry.path)
     if not sources:
         raise ConvertError(
-            f"--train_dir={train_dir} holds no class folders (<wnid>/) or <wnid>.tar files"
+            f"{flag}={train_dir} holds no class folders (<wnid>/) or <wnid>.tar files"
         )
     return sources
+
+
+def has_class_folders(val_dir: str) -> bool:
+    """Whether a validation folder is laid out like the training one: one sub-folder per class."""
+    if not os.path.isdir(val_dir):
+        return False
+    return any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(val_dir))
+
+
+def val_class_names(val_dir: str) -> list[str]:
+    """The class folders of a validation folder of class folders, sorted."""
+    return sorted(_class_sources(val_dir, "--val_dir"))
+
+
+def list_val_class_folders(val_dir: str, synsets: list[str], bboxes: dict[str, str]) -> list[Item]:
+    """Every image of a validation folder of class folders, labelled by its folder.
+
+    A class with no validation folder is fine; a folder that is not one of the training classes
+    stops the run, before anything is written.
+
+    Raises:
+        ConvertError: naming the first class folder that `synsets` lacks.
+    """
+    sources = _class_sources(val_dir, "--val_dir")
+    index = {s: i for i, s in enumerate(synsets)}
+    unknown = [name for name in sources if name not in index]
+    if unknown:
+        path = sources[unknown[0]]
+        raise ConvertError(
+            f"--val_dir class folder {path} is not one of the {len(synsets)} training classes "
+            f"(e.g. {synsets[:3]}); {len(unknown)} such folder(s) {unknown[:5]}: rename or "
+            "remove them, or add them to --train_dir/--labels_file"
+        )
+    items = []
+    for synset, source in sources.items():
+        for name, path, offset, size in _list_source(source, f"val/{synset}"):
+            stem = os.path.splitext(_base(name))[0]
+            items.append(Item(name, path, offset, size, index[synset], bboxes.get(stem)))
+    return items
 
 
 def _nested_class_tars(path: str) -> dict[str, _NestedTar]:

@@ -7,8 +7,10 @@ import math
 import os
 from collections.abc import Sequence
 
+from alexnet_tf.files import workdir as run_files
 from alexnet_tf.model import precision
-from alexnet_tf.training import distribution, optimizer, schedules
+from alexnet_tf.runs import checkpoints
+from alexnet_tf.training import distribution, init_from, optimizer, schedules
 from alexnet_tf.training.localization import BOX_LOSS_WEIGHT
 
 BATCH_SIZE = 128  # section 5
@@ -67,6 +69,8 @@ class TrainConfig:
     prefetch_to_device: int = 2  # batches copied to the accelerator ahead of the step
     localization: bool = False  # ILSVRC task 2: the box head and its loss
     box_loss_weight: float = BOX_LOSS_WEIGHT
+    init_from: str = ""  # a WORKDIR, ckpt-N or bvlc_alexnet.npy: matching layers start from it
+    train_layers: Sequence[str] = ()  # paper names (optimizer.TRAINABLE_LAYERS); (): all
 
     def validate(self) -> None:
         """Raises ConfigError naming the first flag with a value that can't work."""
@@ -108,8 +112,25 @@ class TrainConfig:
             if not ok:
                 flag = message.split()[0].lstrip("-")
                 raise ConfigError(f"{message}; received {getattr(self, flag, None)!r}")
+        unknown = sorted(set(self.train_layers) - set(optimizer.TRAINABLE_LAYERS))
+        if unknown:
+            raise ConfigError(
+                f"--train_layers must name some of {optimizer.TRAINABLE_LAYERS}; received "
+                f"{list(self.train_layers)} ({unknown} unknown)"
+            )
+        if "bbox" in self.train_layers and not self.localization:
+            raise ConfigError("--train_layers names bbox, the box head: it needs --localization")
         if not os.path.isdir(self.data_dir):
             raise ConfigError(f"--data_dir {self.data_dir!r} does not exist")
+        if self.init_from and not self.resumes():
+            try:
+                init_from.check_source(self.init_from)
+            except init_from.InitFromError as e:
+                raise ConfigError(str(e)) from e
+
+    def resumes(self) -> bool:
+        """Whether --workdir already holds a checkpoint (then it, not --init_from, is loaded)."""
+        return bool(checkpoints.checkpoints_in(run_files.checkpoints(self.workdir)))
 
     def step_boundaries(self, num_examples: int) -> list[int]:
         """--lr_boundaries, or --lr_boundary_epochs in steps: they scale with the data."""

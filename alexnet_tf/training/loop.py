@@ -37,6 +37,7 @@ from alexnet_tf.model import build_alexnet
 from alexnet_tf.runs.checkpoints import CheckpointError, write_model_config
 from alexnet_tf.training import (
     distribution,
+    init_from,
     localization,
     preemption,
     schedules,
@@ -137,7 +138,16 @@ def train(
     except CheckpointError as e:
         raise ConfigError(f"--workdir {config.workdir!r}: {e}") from e
     if latest:
-        logging.info("Resumed from %s at step %d", latest, int(state.step.numpy()))
+        logging.info(
+            "Resumed from %s at step %d%s", latest, int(state.step.numpy()),
+            f" (its own checkpoint: --init_from={config.init_from} is not loaded again)"
+            if config.init_from else "",
+        )  # fmt: skip
+    elif config.init_from:
+        try:
+            init_from.load_into(state.model, config.init_from, build_model)
+        except init_from.InitFromError as e:
+            raise ConfigError(str(e)) from e
     if chief:
         _warn_if_disk_short(run_checkpoints.directory, state, latest)
 

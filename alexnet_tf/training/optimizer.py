@@ -20,10 +20,16 @@ The decay applies to the weights (kernels) of conv1-5 and fc6-8, not to the bias
 paper's reference implementation (cuda-convnet's `wc` is set per layer on weights; Caffe's
 `bvlc_alexnet` uses `decay_mult: 0` on biases).
 
+`--train_layers` (fine-tuning) freezes every other layer with Keras's `layer.trainable`: a
+frozen layer's variables leave `model.trainable_variables`, so they get no gradient, no update,
+no weight decay and no momentum slot.
+
 tests/test_train_optimizer.py pins one update against the formula.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -37,6 +43,34 @@ def make_sgd(learning_rate: float, momentum: float = MOMENTUM) -> keras.optimize
     if not 0 <= momentum < 1:
         raise ValueError(f"--momentum must be in [0, 1); received {momentum!r}")
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=False)
+
+
+# The paper's names of the layers with weights; "bbox" is the box head of ILSVRC task 2.
+TRAINABLE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8", "bbox")
+
+
+def set_trainable_layers(model: keras.Model, names: Sequence[str]) -> list[str]:
+    """Freezes every layer with weights but those named (all train when `names` is empty).
+
+    Args:
+        model: the network; its layers' `trainable` flags are set.
+        names: paper names from TRAINABLE_LAYERS; "conv2" covers both towers' conv2_a and
+            conv2_b.
+
+    Returns:
+        The Keras names of the layers that train, in model order.
+    """
+    unknown = sorted(set(names) - set(TRAINABLE_LAYERS))
+    if unknown:
+        raise ValueError(f"--train_layers must name some of {TRAINABLE_LAYERS}; received {unknown}")
+    trained = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        layer.trainable = not names or layer.name.split("_")[0] in names
+        if layer.trainable:
+            trained.append(layer.name)
+    return trained
 
 
 def decayed_weights(model: keras.Model) -> list:

@@ -100,6 +100,10 @@ def create_train_state(
     try:
         with precision.policy_scope(choice.policy), strategy.scope():
             model = build_model(num_classes, devices, **config.model_kwargs())
+            # Before the optimizer is built: frozen layers get no momentum slot.
+            trained = optimizer.set_trainable_layers(model, config.train_layers)
+            if config.train_layers:
+                logging.info("Training only %s; the other layers are frozen", ", ".join(trained))
             # Softmax in the loss, for stability; drop7 is the box head's input for its loss.
             logits_model = endpoints_model(
                 model, ["fc8", "drop7"] if config.localization else ["fc8"]
