@@ -312,7 +312,7 @@ def binary_runs(tools_workdir, tmp_path_factory) -> dict:
         ("demo:ok", [f"--workdir={demo}", *DEMO_TINY], [str(demo / "demo_stages.json")]),
         ("demo:again", [f"--workdir={demo}", *DEMO_TINY], [str(demo / "demo_stages.json")]),
         ("demo:unwritable", [f"--workdir={blocker / 'demo'}", *DEMO_TINY], []),
-        ("demo:failing", [f"--workdir={failing}", *DEMO_TINY, "--learning_rate=-1"],
+        ("demo:failing", [f"--workdir={failing}", *DEMO_TINY, "--strategy=multi_worker"],
          [str(failing / "demo_stages.json")]),
     ]  # fmt: skip
     out = tmp / "result.json"

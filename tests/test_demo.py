@@ -55,7 +55,8 @@ def test_a_failing_stage_is_named_with_its_own_command(binary_runs):
     run = binary_runs["demo:failing"]
     assert run["code"] not in (0, None)
     assert "Traceback" not in run["stderr"]
-    assert "stage train failed: --learning_rate must be > 0" in run["stderr"]
+    # It passes the start-up checks and fails inside training: TF_CONFIG is not set.
+    assert "stage train failed: --strategy=multi_worker needs the TF_CONFIG" in run["stderr"]
     workdir = run["workdir"]
     command = f"python -m alexnet_tf.train --flagfile={os.path.join(workdir, 'train', 'flags.cfg')}"
     assert command in run["stderr"]
