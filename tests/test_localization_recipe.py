@@ -128,3 +128,24 @@ def test_objects_set_has_ten_classes_with_boxes_of_the_asked_size(tmp_path):
     with open(info["val_labels"]) as f:
         labels = f.read().split()
     assert sorted(labels) == sorted(info["synsets"])
+
+
+def test_demo_localization_picks_the_boxed_config_and_folder():
+    from alexnet_tf import demo_boxes
+
+    assert demo_boxes.defaults(["--epochs=2"], "configs/demo.cfg", "demo_work") == (
+        "configs/demo.cfg",
+        "demo_work",
+    )
+    flagfile, workdir = demo_boxes.defaults(["--localization"], "configs/demo.cfg", "demo_work")
+    assert os.path.exists(os.path.join(REPO, flagfile)) and workdir == "demo_work/boxes"
+
+
+def test_demo_summary_names_the_localization_error():
+    from alexnet_tf import demo_boxes
+
+    scores = {"top1_error": 0.1, "localization_error": 0.125, "localization_top1_error": 0.25,
+              "mean_iou": 0.71}  # fmt: skip
+    (line,) = demo_boxes.summary_lines(scores)
+    assert "12.5%" in line and "25.0%" in line and "0.71" in line
+    assert demo_boxes.summary_lines({"top1_error": 0.1}) == []
