@@ -2,6 +2,11 @@
 
     python -m alexnet_tf.demo                                  # everything in demo_work/
     python -m alexnet_tf.demo --workdir=/tmp/d --epochs=2      # any flag of configs/demo.cfg
+    python -m alexnet_tf.demo --localization   # boxed digits, configs/demo_localization.cfg
+
+With --localization (ILSVRC task 2) the digits are pasted on photographs with their boxes
+(`demo_boxes`), converted with their boxes, trained with the box head; `evaluate` adds the
+localization error and `figures` localizations.png. Its default folder is demo_work/boxes.
 
 Stages, each by the same library function its own binary calls:
 
@@ -33,6 +38,7 @@ import tensorflow as tf
 import tqdm
 from absl import app, flags
 
+from alexnet_tf import demo_boxes
 from alexnet_tf import train as train_binary
 from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.convert import ConvertError, convert
@@ -104,16 +110,19 @@ def _stages(folders: Folders) -> dict[str, tuple[Callable[[], dict], str]]:
     """Each stage's function (returning what the summary shows) and its stand-alone command."""
     f, log = folders, tqdm.tqdm.write
     raw = {k: os.path.join(f.raw, k) for k in ("train", "val", "val_labels.txt")}
+    boxes = demo_boxes.stage_flags(f.raw) if _boxed() else {"data": "", "convert": ""}
     return {
         "data": (
             lambda: _data(f),
             f"python tools/make_demo_dataset.py --output_dir={f.raw} "
-            f"--train_per_class={TRAIN_PER_CLASS.value} --val_per_class={VAL_PER_CLASS.value}",
+            f"--train_per_class={TRAIN_PER_CLASS.value} --val_per_class={VAL_PER_CLASS.value}"
+            f"{boxes['data']}",
         ),
         "convert": (
             lambda: _convert(f, raw),
             f"python tools/build_imagenet_tfrecords.py --train_dir={raw['train']} "
-            f"--val_dir={raw['val']} --val_labels={raw['val_labels.txt']} --output_dir={f.data}",
+            f"--val_dir={raw['val']} --val_labels={raw['val_labels.txt']} --output_dir={f.data}"
+            f"{boxes['convert']}",
         ),
         "train": (
             lambda: _train(f),
@@ -124,12 +133,15 @@ def _stages(folders: Folders) -> dict[str, tuple[Callable[[], dict], str]]:
             f"python -m alexnet_tf.evaluate --workdir={f.train} --modes=ten_patch",
         ),
         "figures": (
-            lambda: figures.write_figures(
-                f.train,
-                paths.figures(f.train),
-                num_images=FIGURE_IMAGES.value,
-                summary_dir=paths.tensorboard(f.train, "figures"),
-                log=log,
+            lambda: (
+                figures.write_figures(
+                    f.train,
+                    paths.figures(f.train),
+                    num_images=FIGURE_IMAGES.value,
+                    summary_dir=paths.tensorboard(f.train, "figures"),
+                    log=log,
+                )
+                | demo_boxes.localizations(f.train, FIGURE_IMAGES.value, log)
             ),  # fmt: skip
             f"python -m alexnet_tf.visualize --workdir={f.train} "
             f"--num_images={FIGURE_IMAGES.value}",
@@ -143,7 +155,8 @@ def _stages(folders: Folders) -> dict[str, tuple[Callable[[], dict], str]]:
 
 
 def _data(f: Folders) -> dict:
-    info = write_demo_tree(
+    write_tree = demo_boxes.write_boxed_tree if _boxed() else write_demo_tree
+    info = write_tree(
         f.raw, train_per_class=TRAIN_PER_CLASS.value, val_per_class=VAL_PER_CLASS.value
     )
     return {"images": {"train": info["num_train"], "validation": info["num_val"]}}
@@ -152,11 +165,15 @@ def _data(f: Folders) -> dict:
 def _convert(f: Folders, raw: dict[str, str]) -> dict:
     result = convert(
         output_dir=f.data, train_dir=raw["train"], val_dir=raw["val"],
-        val_labels=raw["val_labels.txt"],
+        val_labels=raw["val_labels.txt"], bbox_dir=demo_boxes.bbox_dir(f.raw) if _boxed() else None,
     )  # fmt: skip
     if not result.complete:
         raise ConvertError("; ".join(result.errors) or "some shards failed")
     return {"manifest": result.manifest_path}
+
+
+def _boxed() -> bool:
+    return flags.FLAGS.localization  # the training flag: the box head and its data
 
 
 def _train(f: Folders) -> dict:
@@ -275,6 +292,7 @@ def summary(root: str, records: dict) -> str:
     ten = records["evaluate"]["outputs"]["ten_patch"]
     top1, top5 = 1 - ten["top1_error"], 1 - ten["top5_error"]
     lines.append(f"  ten-patch accuracy: top-1 {top1:.1%}, top-5 {top5:.1%}")
+    lines += demo_boxes.summary_lines(ten)
     shown = records["figures"]["outputs"]
     stats_path = shown.get("conv1_stats")
     if stats_path and os.path.exists(stats_path):
@@ -319,7 +337,8 @@ def run_main() -> None:
     if not os.path.exists(DEFAULT_FLAGFILE):
         sys.exit(f"demo: error: {DEFAULT_FLAGFILE} not found; run from the repository root")
     # configs/demo.cfg first, then the demo's own folder, then whatever the user passes.
-    argv = [sys.argv[0], f"--flagfile={DEFAULT_FLAGFILE}", f"--workdir={DEFAULT_WORKDIR}"]
+    flagfile, workdir = demo_boxes.defaults(sys.argv[1:], DEFAULT_FLAGFILE, DEFAULT_WORKDIR)
+    argv = [sys.argv[0], f"--flagfile={flagfile}", f"--workdir={workdir}"]
     common_flags.run(main, "demo", argv + sys.argv[1:])
 
 

@@ -114,6 +114,11 @@ LOCALIZATION = flags.DEFINE_bool(
 BOX_LOSS_WEIGHT = flags.DEFINE_float(
     "box_loss_weight", _F.box_loss_weight, "Weight of the box loss beside the cross-entropy."
 )
+BOX_LOSS_START_EPOCHS = flags.DEFINE_float(
+    "box_loss_start_epochs", _F.box_loss_start_epochs,
+    "With --localization: passes over the data that train the classifier alone before the box "
+    "loss joins (0: from the first step).",
+)  # fmt: skip
 INIT_FROM = flags.DEFINE_string(
     "init_from", "",
     "Start from the weights of a training WORKDIR, a ckpt-N prefix or a bvlc_alexnet.npy file: "

@@ -195,12 +195,20 @@ def write_demo_tree(
 
 
 class _SceneWriter:
-    """Writes boxed scenes: a digit on its paper square, pasted on a cut of a real photograph."""
+    """Writes boxed scenes: an object (a digit on its paper square, or a cut of a photograph)
+    pasted at a random place and size on a random window of a real photograph."""
 
-    def __init__(self, height: int, rng: np.random.Generator, bbox_dir: str):
+    def __init__(
+        self,
+        height: int,
+        rng: np.random.Generator,
+        bbox_dir: str,
+        backgrounds: dict[str, np.ndarray] | None = None,
+        object_side: tuple[float, float] = OBJECT_SIDE,
+    ):
         self.height, self.width = height, round(height * CANVAS_ASPECT)
-        self.rng, self.bbox_dir = rng, bbox_dir
-        photos = sample_photographs()
+        self.rng, self.bbox_dir, self.object_side = rng, bbox_dir, object_side
+        photos = sample_photographs() if backgrounds is None else backgrounds
         self.backgrounds = [
             np.stack([p] * 3, -1) if p.ndim == 2 else p for _, p in sorted(photos.items())
         ]
@@ -217,19 +225,30 @@ class _SceneWriter:
         window = Image.fromarray(photo[top : top + ch, left : left + cw])
         return np.asarray(window.resize((self.width, self.height), Image.BILINEAR))
 
+    def object_size(self, aspect: float = 1.0) -> tuple[int, int]:
+        """(height, width) of the next object of `aspect` (width / height): the square root of
+        its area is a random fraction (`object_side`) of the canvas height, and it fits."""
+        side = self.rng.uniform(*self.object_side) * self.height
+        h, w = side / np.sqrt(aspect), side * np.sqrt(aspect)
+        shrink = min(1.0, self.height / h, self.width / w)
+        return max(8, round(h * shrink)), max(8, round(w * shrink))
+
     def write(self, path: str, pixels: np.ndarray, synset: str, rng: np.random.Generator) -> None:
-        """Writes the scene JPEG at `path` and its annotation XML under bbox_dir."""
+        """Writes the scene of an 8×8 digit scan at `path` and its annotation XML."""
+        side = self.object_size()[0]
+        self.paste(path, _digit_image(pixels, side, rng), synset)
+
+    def paste(self, path: str, image: np.ndarray, synset: str) -> None:
+        """Writes `image` (uint8 RGB) pasted on a background at `path`, and its annotation XML."""
         canvas = self._background().copy()
-        side = max(8, round(self.rng.uniform(*OBJECT_SIDE) * self.height))
-        top = int(self.rng.integers(self.height - side + 1))
-        left = int(self.rng.integers(self.width - side + 1))
-        canvas[top : top + side, left : left + side] = _digit_image(pixels, side, rng)
+        h, w = image.shape[:2]
+        top = int(self.rng.integers(self.height - h + 1))
+        left = int(self.rng.integers(self.width - w + 1))
+        canvas[top : top + h, left : left + w] = image
         atomic.write_bytes(path, encode_jpeg(canvas))
         name = os.path.basename(path)
         folder = "val" if name.startswith("ILSVRC2012_val_") else synset
-        xml = annotation_xml(
-            name, self.width, self.height, synset, (left, top, left + side, top + side)
-        )
+        xml = annotation_xml(name, self.width, self.height, synset, (left, top, left + w, top + h))
         stem = os.path.splitext(name)[0]
         atomic.write_text(os.path.join(self.bbox_dir, folder, f"{stem}.xml"), xml)
 

@@ -69,6 +69,7 @@ class TrainConfig:
     prefetch_to_device: int = 2  # batches copied to the accelerator ahead of the step
     localization: bool = False  # ILSVRC task 2: the box head and its loss
     box_loss_weight: float = BOX_LOSS_WEIGHT
+    box_loss_start_epochs: float = 0.0  # > 0: the first passes train the classifier alone
     init_from: str = ""  # a WORKDIR, ckpt-N or bvlc_alexnet.npy: matching layers start from it
     train_layers: Sequence[str] = ()  # paper names (optimizer.TRAINABLE_LAYERS); (): all
 
@@ -104,6 +105,7 @@ class TrainConfig:
             (self.conv1_init_stddev >= 0, "--conv1_init_stddev must be >= 0 (0: follow --init)"),
             (self.pca_std >= 0, "--pca_std must be >= 0"),
             (self.box_loss_weight >= 0, "--box_loss_weight must be >= 0"),
+            (self.box_loss_start_epochs >= 0, "--box_loss_start_epochs must be >= 0"),
             (0 <= self.dropout_rate < 1, "--dropout_rate must be in [0, 1)"),
             (bool(self.workdir), "--workdir must be set"),
             (bool(self.data_dir), "--data_dir must be set"),
@@ -145,6 +147,10 @@ class TrainConfig:
     def warmup_steps(self, num_examples: int) -> int:
         """--warmup_epochs in steps (0: none)."""
         return math.ceil(self.warmup_epochs * num_examples / self.batch_size)
+
+    def box_loss_start_step(self, num_examples: int) -> int:
+        """--box_loss_start_epochs in steps: the first step with the box loss (0: the first)."""
+        return math.ceil(self.box_loss_start_epochs * num_examples / self.batch_size)
 
     def model_kwargs(self) -> dict:
         """The keyword arguments of `build_alexnet` (saved in model_config.json)."""

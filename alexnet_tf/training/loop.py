@@ -128,6 +128,13 @@ def train(
         clip_gradient_norm=config.clip_gradient_norm,
     )  # fmt: skip
     step_fn = steps.make_train_step(state, options, strategy)
+    # --box_loss_start_epochs: the first steps weigh the box loss 0 (what first, then where).
+    box_start = config.box_loss_start_step(data.manifest.split("train").num_examples)
+    stage_one = step_fn
+    if config.localization and box_start:
+        stage_one = steps.make_train_step(
+            state, dataclasses.replace(options, box_loss_weight=0.0), strategy
+        )
     eval_fn = tf.function(functools.partial(steps.eval_step, state), autograph=False)
     run_checkpoints = RunCheckpoints(
         state.checkpoint, {"iterator": data.iterator, "prefetched": data.prefetcher},
@@ -171,7 +178,9 @@ def train(
                 with input_pipeline.input_errors(data.train_files):
                     parts = next(data.prefetcher)
                 wish = tf.constant(float(stop.requested), tf.float32)
-                sums = step_fn(parts, tf.constant(step, tf.int64), wish)
+                sums = (step_fn if step >= box_start else stage_one)(
+                    parts, tf.constant(step, tf.int64), wish
+                )
                 loss_sum, wrong1, wrong5, *box_sums, stops = (float(x) for x in sums)
                 box_window.add(*box_sums)
                 step += 1
