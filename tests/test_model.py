@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from alexnet_tf import model as model_lib
-from alexnet_tf.describe import layer_table
+from alexnet_tf.model.layer_table import layer_table
 from alexnet_tf.model.layers import (
     CrossTowerLRN,
     LocalResponseNormalization,
