@@ -2,7 +2,11 @@
 
 The CPU is split into two logical devices (`/CPU:0`, `/CPU:1`) before any TensorFlow op runs,
 so the two towers on two devices, MirroredStrategy's two replicas and the device prefetcher are
-tested in-process; everything else runs on `/CPU:0` as it would on a one-CPU machine.
+tested in-process; everything else runs on `/CPU:0` as it would on a one-CPU machine. Only one
+MirroredStrategy per session may use collective all-reduce (`--strategy=mirrored`'s, trained
+in test_train_distributed.py): a second one reuses its collective keys and TensorFlow mixes the
+two up, so any other test builds its strategy with
+`cross_device_ops=tf.distribute.ReductionToOneDevice()`.
 
 Data (the scikit-learn digits as ILSVRC-2012 folders, converted by the real converter):
     demo_tree        the raw tree: `write_demo_tree`'s dict (train_dir, val_dir, val_labels...).

@@ -135,7 +135,11 @@ def test_clipping_scales_the_whole_gradient_down_to_the_norm():
 def test_clipping_over_two_replicas_clips_their_sum_exactly():
     """Each replica's share scaled by the factor of the summed gradient (not of its own), on
     the session's two logical CPUs (tests/conftest.py)."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # Not collective all-reduce: a second strategy using it in one process reuses the first's
+    # collective keys (test_train_distributed.py trains one), and TensorFlow mixes them up.
+    strategy = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     with strategy.scope():
         state = _state()
     before = [v.numpy().astype(np.float64) for v in state.model.trainable_variables]
