@@ -84,7 +84,7 @@ def main(argv):
     if not FLAGS.model:
         raise app.UsageError("pass --model")
     from alexnet_tf.results import trained_models
-    from alexnet_tf.training.checkpoints import read_model_config
+    from alexnet_tf.runs.checkpoints import read_model_config
 
     workdir = trained_models.training_workdir(FLAGS.model)
     if workdir:  # without loading the network into this process

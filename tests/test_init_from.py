@@ -27,7 +27,7 @@ def _weights(model, name):
 def source_model(tools_workdir):
     """The network of tools_workdir's newest checkpoint (10 classes, no box head), restored by
     TensorFlow's own reader: the values init_from must reproduce."""
-    from alexnet_tf.training.checkpoints import load_trained_model
+    from alexnet_tf.runs.checkpoints import load_trained_model
 
     return load_trained_model(tools_workdir)[0]
 

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ElementTree
 import numpy as np
 import pytest
 from absl import flags
+from binaries import binary
 
-from alexnet_tf import train as train_binary
 from alexnet_tf.training import loop as training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,11 +65,11 @@ def _config(data_dir, workdir, *overrides):
     cwd = os.getcwd()
     os.chdir(REPO)  # the flagfile's includes are relative to the repository root
     try:
-        flags.FLAGS(["train", "--flagfile=configs/demo_localization.cfg", *overrides])
-        return train_binary.config_from_flags(data_dir, str(workdir))
+        with binary("train") as train_binary:
+            flags.FLAGS(["train", "--flagfile=configs/demo_localization.cfg", *overrides])
+            return train_binary.config_from_flags(data_dir, str(workdir))
     finally:
         os.chdir(cwd)
-        flags.FLAGS.unparse_flags()
 
 
 def _box_head(workdir):

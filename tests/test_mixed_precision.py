@@ -238,8 +238,8 @@ def test_explicit_bfloat16_on_a_cpu_without_it_logs_a_warning(
 def test_bfloat16_checkpoint_resumes_in_float32_then_float16_and_exports(tools_data_dir, tmp_path):
     from alexnet_tf.results import saved_model
     from alexnet_tf.results.trained_models import CheckpointSource
+    from alexnet_tf.runs.checkpoints import read_model_config
     from alexnet_tf.training import loop as training
-    from alexnet_tf.training.checkpoints import read_model_config
 
     workdir = str(tmp_path / "run")
     config = training.TrainConfig(

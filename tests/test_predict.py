@@ -154,7 +154,7 @@ def box_source(tools_data_dir, tmp_path_factory):
     """An untrained 10-class network with the box head (ILSVRC task 2), as a training run."""
     from alexnet_tf.model import build_alexnet
     from alexnet_tf.results.trained_models import CheckpointSource
-    from alexnet_tf.training.checkpoints import write_model_config
+    from alexnet_tf.runs.checkpoints import write_model_config
 
     workdir = str(tmp_path_factory.mktemp("box_workdir"))
     kwargs = {"init": "he", "seed": 0, "localization": True}

@@ -3,8 +3,6 @@ that exits 0, a demo whose flags.cfg resumes its training, and dependencies that
 
 import ast
 import contextlib
-import importlib
-import importlib.util
 import io
 import os
 import subprocess
@@ -14,44 +12,12 @@ import numpy as np
 import pytest
 from absl import app, flags
 
-from alexnet_tf.cli import shared_flags, startup
+from alexnet_tf.cli import startup
 from alexnet_tf.model import filters
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "alexnet_tf")
-app.define_help_flags()  # as app.run does, once: --help and its kind stay defined between binaries
-BINARIES = ("train", "evaluate", "export", "visualize", "retrieve", "describe", "demo")
-TOOLS = ("build_imagenet_tfrecords", "make_demo_dataset")
-
-
-@contextlib.contextmanager
-def binary(name: str):
-    """Imports a binary (or a tools/ script) with its flags; removes them again afterwards, with
-    any other binary it imported (the binaries define flags of the same names). The shared flags
-    (--data_dir, --workdir) stay: `shared_flags` defines them once, above."""
-    assert shared_flags.WORKDIR.name == "workdir"
-    modules, defined, parsed = set(sys.modules), set(flags.FLAGS), flags.FLAGS.is_parsed()
-    if name in TOOLS:
-        spec = importlib.util.spec_from_file_location(
-            name, os.path.join(REPO, "tools", f"{name}.py")
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(f"alexnet_tf.{name}")
-    try:
-        yield module
-    finally:
-        for flag in set(flags.FLAGS) - defined:
-            delattr(flags.FLAGS, flag)
-        for other in BINARIES:
-            if f"alexnet_tf.{other}" not in modules and f"alexnet_tf.{other}" in sys.modules:
-                del sys.modules[f"alexnet_tf.{other}"]
-                # `from alexnet_tf import train` would still find the old module there.
-                delattr(sys.modules["alexnet_tf"], other)
-        flags.FLAGS.unparse_flags()  # back to the defaults, parsed or not as before
-        if parsed:
-            flags.FLAGS.mark_as_parsed()
+from binaries import BINARIES, TOOLS, binary  # noqa: E402
 
 
 def run_main(name: str, *args: str) -> tuple[int, str]:
