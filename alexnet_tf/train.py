@@ -21,12 +21,11 @@ from absl import app, flags, logging
 
 from alexnet_tf.cli import shared_flags as common_flags
 from alexnet_tf.data import input_pipeline, shard_checks
-from alexnet_tf.data.manifest import ManifestError, load_manifest
 from alexnet_tf.files import workdir as paths
 from alexnet_tf.files.atomic import WriteError
 from alexnet_tf.model import INITS
 from alexnet_tf.runs.checkpoints import CheckpointError, latest_intact
-from alexnet_tf.training import distribution, localization, preemption, schedules
+from alexnet_tf.training import distribution, preemption, schedules
 from alexnet_tf.training import loop as training
 
 flags.adopt_module_key_flags(common_flags)  # --data_dir and --workdir in --help
@@ -175,21 +174,8 @@ def check_before_writing(config: training.TrainConfig) -> None:
         InputError: a training shard is missing or is not a TFRecord file.
     """
     config.validate()
-    try:
-        manifest = load_manifest(config.data_dir)
-        shard_checks.check_shards(manifest.split("train").files)
-    except ManifestError as e:
-        raise training.ConfigError(f"--data_dir: {e}") from e
-    if config.schedule == "plateau" and "validation" not in manifest.splits:
-        raise training.ConfigError(
-            f"--schedule=plateau needs a validation split in {manifest.path}; "
-            "convert one or use --schedule=step"
-        )
-    if config.localization:
-        try:
-            localization.check_boxes(manifest)
-        except localization.NoBoxesError as e:
-            raise training.ConfigError(str(e)) from e
+    manifest = training.checked_manifest(config)
+    shard_checks.check_shards(manifest.split("train").files)
     check_checkpoints(config.workdir)
 
 

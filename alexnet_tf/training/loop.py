@@ -31,7 +31,7 @@ import tensorflow as tf
 from absl import logging
 
 from alexnet_tf.data import input_pipeline
-from alexnet_tf.data.manifest import ManifestError, load_manifest
+from alexnet_tf.data.manifest import Manifest, ManifestError, load_manifest
 from alexnet_tf.files import workdir as run_files
 from alexnet_tf.model import build_alexnet
 from alexnet_tf.runs.checkpoints import CheckpointError, write_model_config
@@ -221,17 +221,19 @@ def train(
     return TrainResult(step, window.last_loss, last_eval, last_ckpt, config.workdir, replicas)
 
 
-def _make_input(
-    config: TrainConfig, strategy: tf.distribute.Strategy, workers: int, worker: int
-) -> _Input:
-    """The training stream of this worker, the validation files and the input normalization."""
+def checked_manifest(config: TrainConfig) -> Manifest:
+    """The manifest of --data_dir, checked for what the run's flags need of it.
+
+    Raises:
+        ConfigError: --data_dir holds no converted data or no training split, --schedule=plateau
+            finds no validation split, or --localization finds no boxes.
+    """
     try:
         manifest = load_manifest(config.data_dir)
-        train_split = manifest.split("train")
+        manifest.split("train")
     except ManifestError as e:
         raise ConfigError(f"--data_dir: {e}") from e
-    val_split = manifest.splits.get("validation")
-    if config.schedule == "plateau" and val_split is None:
+    if config.schedule == "plateau" and "validation" not in manifest.splits:
         raise ConfigError(
             f"--schedule=plateau needs a validation split in {manifest.path}; "
             "convert one or use --schedule=step"
@@ -241,6 +243,16 @@ def _make_input(
             localization.check_boxes(manifest)
         except localization.NoBoxesError as e:
             raise ConfigError(str(e)) from e
+    return manifest
+
+
+def _make_input(
+    config: TrainConfig, strategy: tf.distribute.Strategy, workers: int, worker: int
+) -> _Input:
+    """The training stream of this worker, the validation files and the input normalization."""
+    manifest = checked_manifest(config)
+    train_split = manifest.split("train")
+    val_split = manifest.splits.get("validation")
     total_steps = config.total_steps(train_split.num_examples)
     # One input pipeline per worker: it yields the worker's share of the global batch, which
     # the train step splits over the worker's replicas.
