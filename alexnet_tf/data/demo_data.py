@@ -36,6 +36,7 @@ import io
 import os
 import re
 import shutil
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -144,7 +145,7 @@ def write_demo_tree(
     rng = np.random.default_rng(seed)
     train_dir, val_dir = os.path.join(root, "train"), os.path.join(root, "val")
     bbox_dir = os.path.join(root, ANNOTATION_DIR)
-    _clear_old_tree(train_dir, val_dir, bbox_dir)
+    clear_old_tree(train_dir, val_dir, bbox_dir)
     os.makedirs(val_dir, exist_ok=True)
     # The scenes draw from a generator of their own: the scans and colours stay those of the
     # plain tree with the same seed.
@@ -264,12 +265,15 @@ def annotation_xml(filename: str, width: int, height: int, synset: str, box) -> 
     )
 
 
-def _clear_old_tree(train_dir: str, val_dir: str, bbox_dir: str) -> None:
-    """Removes an earlier demo tree (so no stale image stays); refuses to touch anything else."""
+def clear_old_tree(
+    train_dir: str, val_dir: str, bbox_dir: str, synsets: Sequence[str] = DIGIT_SYNSETS
+) -> None:
+    """Removes an earlier demo tree of `synsets` (so no stale image stays); refuses to touch
+    anything else."""
     expected = {
-        train_dir: lambda name: name in DIGIT_SYNSETS,
+        train_dir: lambda name: name in synsets,
         val_dir: lambda name: re.fullmatch(r"ILSVRC2012_val_\d{8}\.JPEG", name) is not None,
-        bbox_dir: lambda name: name in DIGIT_SYNSETS or name == "val",
+        bbox_dir: lambda name: name in synsets or name == "val",
     }
     for folder, ours in expected.items():
         if not os.path.isdir(folder):

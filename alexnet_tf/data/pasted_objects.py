@@ -98,7 +98,7 @@ def write_object_tree(
     rng = np.random.default_rng(seed)
     train_dir, val_dir = os.path.join(root, "train"), os.path.join(root, "val")
     bbox_dir = os.path.join(root, demo_data.ANNOTATION_DIR)
-    _clear(train_dir, val_dir, bbox_dir)
+    demo_data.clear_old_tree(train_dir, val_dir, bbox_dir, OBJECT_SYNSETS)
     scenes = demo_data._SceneWriter(image_size, rng, bbox_dir, backgrounds, OBJECT_SIDE)
     objects = object_images()
 
@@ -140,24 +140,3 @@ def _instance(image: np.ndarray, scenes, rng: np.random.Generator) -> np.ndarray
     size = scenes.object_size(cw / ch)
     resized = np.asarray(Image.fromarray(np.ascontiguousarray(cut)).resize(size[::-1]), np.float32)
     return np.clip(resized * rng.uniform(0.7, 1.3), 0, 255).astype(np.uint8)
-
-
-def _clear(train_dir: str, val_dir: str, bbox_dir: str) -> None:
-    """Removes an earlier tree of this kind; refuses a folder that holds anything else."""
-    import re
-    import shutil
-
-    ours = {
-        train_dir: lambda name: name in OBJECT_SYNSETS,
-        val_dir: lambda name: re.fullmatch(r"ILSVRC2012_val_\d{8}\.JPEG", name) is not None,
-        bbox_dir: lambda name: name in OBJECT_SYNSETS or name == "val",
-    }
-    for folder, expected in ours.items():
-        if os.path.isdir(folder):
-            strangers = [name for name in os.listdir(folder) if not expected(name)]
-            if strangers:
-                raise demo_data.DemoDataError(
-                    f"{folder} already holds files that are not an objects tree (e.g. "
-                    f"{strangers[0]!r}); choose another --output_dir"
-                )
-            shutil.rmtree(folder)
