@@ -16,11 +16,17 @@ policy (`bfloat16_train_images_per_sec`, ...), the matrix multiply rate in that 
 (`bfloat16_matmul_gflops`), each measure's fraction of it, and with `none` measured too the
 speed-up over float32 (`bfloat16_train_speedup`). Weights stay float32 (Keras mixed policies).
 
+`--torch_python=PYTHON` (a Python with PyTorch) adds the same network in PyTorch, float32 and
+its CPU bfloat16 autocast (`benchmarks/torch_alexnet.py`), timed in the same repetitions:
+`torch_train_images_per_sec`, `torch_bfloat16_train_images_per_sec`, ..., and each of ours over
+PyTorch's in the same precision (`bfloat16_train_vs_torch`, `train_vs_torch`).
+
 It prints one JSON line. The inputs are real photographs (scikit-learn's sample images).
 
     python benchmarks/model_speed.py                       # batch 128, 3 repetitions
     python benchmarks/model_speed.py --mixed_precision=none,bfloat16
     python benchmarks/model_speed.py --batch_size=32 --repeats=2 --measure=train
+    python benchmarks/model_speed.py --mixed_precision=none,bfloat16 --torch_python=PY
     python benchmarks/model_speed.py --jit_compile --intra_op_threads=2 --inter_op_threads=1
 
 oneDNN is switched on (`alexnet_tf.cli.performance.enable_onednn()`) before TensorFlow is imported
@@ -34,6 +40,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,6 +53,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from photos import real_images  # noqa: E402  (benchmarks/photos.py)
+from torch_alexnet import Worker  # noqa: E402  (benchmarks/torch_alexnet.py; imports no torch)
 
 from alexnet_tf.model import IMAGE_SIZE, build_alexnet, endpoints_model, precision  # noqa: E402
 from alexnet_tf.training import optimizer  # noqa: E402
@@ -56,6 +64,7 @@ TRAIN_GFLOP = 3 * FORWARD_GFLOP  # forward, backward to the inputs, backward to 
 PATCHES = 10  # section 4.1
 MEASURES = ("train", "infer", "ten_patch")
 POLICIES = ("none", "bfloat16", "float16")
+TORCH_PRECISIONS = {"none": "float32", "bfloat16": "bfloat16"}  # PyTorch's CPU autocast
 
 flags.DEFINE_integer(
     "batch_size", 128, "Images per training/inference batch (crops for ten-patch)."
@@ -75,6 +84,10 @@ flags.DEFINE_list(
 flags.DEFINE_integer(
     "profile_top", 0, "> 0: after timing, trace one training step per policy and report the "
     "ops that took the most time (summed over threads), this many.",
+)  # fmt: skip
+flags.DEFINE_string(
+    "torch_python", None, "A Python with PyTorch: time the same network there too, in the same "
+    "repetitions (float32, and bfloat16 autocast for the bfloat16 policy).",
 )  # fmt: skip
 
 
@@ -224,6 +237,7 @@ def run(
     num_classes: int = 1000,
     policies: tuple[str, ...] = ("none",),
     profile_top: int = 0,
+    torch_python: str | None = None,
 ) -> dict:
     """Measures and returns the figures of the JSON line (see the module docstring)."""
     unknown = sorted(set(measure) - set(MEASURES))
@@ -241,10 +255,24 @@ def run(
         timed[f"{prefix}matmul"] = make_matmul(matmul_size, dtype) + (0,)
         functions = make_functions(batch_size, jit_compile, num_classes, policy)
         timed.update({prefix + k: functions[k] for k in MEASURES if k in measure})
+    worker = None
+    if torch_python:
+        folder = tempfile.mkdtemp(prefix="model_speed_")
+        photos = real_images(max(1, batch_size // PATCHES), 256)
+        worker = Worker(torch_python, real_images(batch_size, IMAGE_SIZE), photos, folder)
+        for policy in (p for p in policies if p in TORCH_PRECISIONS):
+            prefix = "" if policy == "none" else f"{policy}_"
+            for m in (m for m in MEASURES if m in measure):
+                gflop, images = timed[prefix + m][2:]
+                timed[f"torch_{prefix}{m}"] = (worker, (m, TORCH_PRECISIONS[policy]), gflop, images)
+
+    def time_call(fn, args, steps):
+        return fn.time(*args, steps) if fn is worker else _time(fn, args, steps)
+
     for name, (fn, args, *_) in timed.items():
         start = time.perf_counter()
         for _ in range(1 + warmup):  # the first call traces
-            _time(fn, args, 1)
+            time_call(fn, args, 1)
         print(f"warm-up {name}: {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
     seconds = {name: [] for name in timed}
     cpu_seconds = {name: [] for name in timed}
@@ -252,7 +280,7 @@ def run(
         # Interleaved, so that other load on a shared machine hits all measurements alike.
         for name, (fn, args, *_) in timed.items():
             matmul_steps = max(3, steps)
-            wall, cpu = _time(fn, args, matmul_steps if name.endswith("matmul") else steps)
+            wall, cpu = time_call(fn, args, matmul_steps if name.endswith("matmul") else steps)
             seconds[name].append(wall)
             cpu_seconds[name].append(cpu)
         print(
@@ -284,6 +312,15 @@ def run(
             if prefix and "none" in policies:
                 result[f"{name}_speedup"] = round(median[measured] / median[name], 2)
                 result[f"{name}_cpu_speedup"] = round(median_cpu[measured] / median_cpu[name], 2)
+    if worker:
+        worker.close()
+        result["torch"] = worker.info
+        for name in (n for n in timed if n.startswith("torch_")):
+            ours = name.removeprefix("torch_")
+            images = timed[name][3]
+            result[f"{name}_images_per_sec"] = round(images / median[name], 2)
+            result[f"{name}_cpu_seconds"] = round(median_cpu[name], 3)
+            result[f"{ours}_vs_torch"] = round(median[name] / median[ours], 2)
     if profile_top and "train" in measure:
         for policy in policies:
             prefix = "" if policy == "none" else f"{policy}_"
@@ -317,6 +354,7 @@ def main(argv):
             flags_.num_classes,
             tuple(flags_.mixed_precision),
             flags_.profile_top,
+            flags_.torch_python,
         )
     except ValueError as e:
         sys.exit(f"model_speed.py: {e}")
