@@ -112,6 +112,20 @@ def test_auto_picks_bfloat16_only_where_it_is_faster():
         choose("half", cpu_flags=AMX)
 
 
+def test_a_onednn_isa_cap_below_bfloat16_makes_auto_pick_float32(monkeypatch):
+    usable = precision.usable_cpu_flags
+    assert usable(AMX, None) == AMX and usable(AMX, "ALL") == AMX and usable(None, "AVX2") is None
+    assert usable(AMX, "avx512_core_amx") == AMX
+    assert usable(AMX, "AVX512_CORE_BF16") == [*AVX512_BF16, "amx_tile", "amx_int8"]
+    for cap in ("AVX512_CORE", "AVX512_CORE_VNNI", "AVX2"):
+        assert precision.choose("auto", cpu_flags=usable(AMX, cap)).policy == "none"
+    monkeypatch.setattr(precision, "read_cpu_flags", lambda: list(AMX))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    assert precision.resolve("auto").policy == "none"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert precision.resolve("auto").policy == "bfloat16"
+
+
 def test_explicit_half_precision_that_is_slower_warns_and_names_auto():
     for requested, flags in (("bfloat16", AVX512), ("bfloat16", PLAIN), ("float16", AMX)):
         choice = precision.choose(requested, cpu_flags=flags)

@@ -18,6 +18,8 @@ tests can fake them; `resolve(requested)` reads this machine's. `--mixed_precisi
   precision"): ~2.1x float32's training speed on a Xeon with AMX, and 1.6x (train) and 1.5x
   (inference) float32's per CPU-second on an AMD EPYC with AVX512_BF16 and no AMX;
 * any other CPU, and any machine whose flags cannot be read (not Linux): float32, the safe side
+  (so is a CPU whose oneDNN is capped below its bfloat16 instructions by `ONEDNN_MAX_CPU_ISA`,
+  e.g. `AVX512_CORE`: oneDNN then runs bfloat16 without them, at about half float32's speed)
   (not measured: oneDNN then emulates bfloat16 with float32 instructions, and without AVX-512
   TensorFlow falls back to its own kernels, as for float16). float16 is never picked on a CPU:
   oneDNN has float16 kernels only with AVX512_FP16; TensorFlow's own are several times slower
@@ -39,6 +41,11 @@ HALF = ("float16", "bfloat16")
 CPU_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
 GPU_BFLOAT16_CAPABILITY = (8, 0)  # Ampere: bfloat16 tensor cores
 CPUINFO = "/proc/cpuinfo"
+# oneDNN's ISA caps (its ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16: bfloat16 without its
+# instructions. Caps without "AMX" in the name also leave AMX unused.
+ONEDNN_ISAS_WITHOUT_BFLOAT16 = (
+    "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +176,17 @@ def read_cpu_flags(path: str = CPUINFO) -> list[str] | None:
     return None
 
 
+def usable_cpu_flags(flags: Sequence[str] | None, onednn_max_isa: str | None) -> list[str] | None:
+    """The CPU's flags less the bfloat16 ones a `ONEDNN_MAX_CPU_ISA` cap keeps oneDNN from using."""
+    cap = (onednn_max_isa or "").strip().upper()
+    if flags is None or cap in ("", "ALL", "DEFAULT"):
+        return None if flags is None else list(flags)
+    unusable = {"amx_bf16"} if "AMX" not in cap else set()
+    if cap in ONEDNN_ISAS_WITHOUT_BFLOAT16:
+        unusable.add("avx512_bf16")
+    return [f for f in flags if f not in unusable]
+
+
 def gpu_capabilities() -> list[tuple[int, int]]:
     """The compute capability of each GPU TensorFlow sees (empty without GPUs)."""
     import tensorflow as tf
@@ -181,6 +199,10 @@ def gpu_capabilities() -> list[tuple[int, int]]:
 
 
 def resolve(requested: str) -> Choice:
-    """`choose` for this machine: its GPUs if it has any, else its CPU's flags."""
+    """`choose` for this machine: its GPUs if it has any, else its CPU's flags (as oneDNN may use
+    them: see `usable_cpu_flags`)."""
+    import os
+
     gpus = gpu_capabilities() if requested != "none" else []
-    return choose(requested, cpu_flags=read_cpu_flags(), gpus=gpus)
+    flags = usable_cpu_flags(read_cpu_flags(), os.environ.get("ONEDNN_MAX_CPU_ISA"))
+    return choose(requested, cpu_flags=flags, gpus=gpus)
