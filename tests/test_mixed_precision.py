@@ -121,7 +121,8 @@ def test_a_onednn_isa_cap_below_bfloat16_makes_auto_pick_float32(monkeypatch):
         assert precision.choose("auto", cpu_flags=usable(AMX, cap)).policy == "none"
     monkeypatch.setattr(precision, "read_cpu_flags", lambda: list(AMX))
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
-    assert precision.resolve("auto").policy == "none"
+    choice = precision.resolve("auto")
+    assert choice.policy == "none" and "ONEDNN_MAX_CPU_ISA=AVX512_CORE" in choice.log_line()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
     assert precision.resolve("auto").policy == "bfloat16"
 

@@ -204,5 +204,10 @@ def resolve(requested: str) -> Choice:
     import os
 
     gpus = gpu_capabilities() if requested != "none" else []
-    flags = usable_cpu_flags(read_cpu_flags(), os.environ.get("ONEDNN_MAX_CPU_ISA"))
-    return choose(requested, cpu_flags=flags, gpus=gpus)
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    flags = read_cpu_flags()
+    usable = usable_cpu_flags(flags, cap)
+    choice = choose(requested, cpu_flags=usable, gpus=gpus)
+    if usable != flags and not gpus:
+        choice = dataclasses.replace(choice, reason=f"{choice.reason}; ONEDNN_MAX_CPU_ISA={cap}")
+    return choice
