@@ -16,7 +16,9 @@ fastest rate, and writes OUTPUT_DIR/relu_vs_tanh.png (figure 1) and OUTPUT_DIR/r
      "sweep": [{"unit", "learning_rate", "epochs_to_threshold", "final_error", ...}, ...], ...}
 
 Without --data_dir the images are the bundled set of `alexnet_tf.data.small_images` (colour
-digits on photographs, from packages); with it, the training split of a converted set.
+digits on photographs, from packages: 8,985 of them, or 1,797 × --copies); with it, the training
+split of a converted set. Each point of a curve is the training error of the last
+--error_window of an epoch (a fifth), ten points an epoch.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ THRESHOLD = flags.DEFINE_float("threshold", 0.25, "Training error rate to reach 
 NETWORK = flags.DEFINE_enum("network", "figure1", ["figure1", "alexnet"], "Network to train.")
 # None: the defaults of alexnet_tf/training/relu_vs_tanh.py (TensorFlow is imported only to run).
 RELU_RATES = flags.DEFINE_list("relu_learning_rates", None, "ReLU's sweep; 0.002,0.001,0.004.")
-TANH_RATES = flags.DEFINE_list("tanh_learning_rates", None, "tanh's sweep; 0.02,0.01,0.04,0.005.")
+TANH_RATES = flags.DEFINE_list("tanh_learning_rates", None, "tanh's sweep; 0.02,0.01,0.04.")
 MAX_EPOCHS = flags.DEFINE_float("max_epochs", None, "Most epochs a run trains; 30.")
 BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Images per update; 32.")
 INIT = flags.DEFINE_enum(
@@ -42,6 +44,12 @@ INIT = flags.DEFINE_enum(
 EXTEND_SWEEP = flags.DEFINE_integer("extend_sweep", 2, "Most rates tried past the range's edge.")
 IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "Side of figure 1's input images.")
 SEED = flags.DEFINE_integer("seed", 0, "Initial weights, batch order and the bundled set.")
+COPIES = flags.DEFINE_integer(
+    "copies", None, "Drawings of each digit scan in the bundled set (5: 8,985 images)."
+)
+ERROR_WINDOW = flags.DEFINE_float(
+    "error_window", None, "Epochs of batches each point's training error is over; 0.2."
+)
 
 
 def main(argv: list[str]) -> None:
@@ -49,6 +57,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not OUTPUT_DIR.value:
         raise app.UsageError("--output_dir is required")
+    if COPIES.value is not None and COPIES.value < 1:
+        raise app.UsageError(f"--copies must be >= 1; received {COPIES.value}")
     with tool_errors.reported("relu_vs_tanh"):
         # TensorFlow only once the flags are good.
         from alexnet_tf.data import small_images
@@ -60,14 +70,15 @@ def main(argv: list[str]) -> None:
             figure1_image_size=IMAGE_SIZE.value, init=INIT.value,
             extend_sweep=EXTEND_SWEEP.value,
             **_given(learning_rates=_rates(relu_vs_tanh.LEARNING_RATES),
-                     max_epochs=MAX_EPOCHS.value, batch_size=BATCH_SIZE.value),
+                     max_epochs=MAX_EPOCHS.value, batch_size=BATCH_SIZE.value,
+                     error_window=ERROR_WINDOW.value),
         )  # fmt: skip
         config.check()
         size = config.image_size()
         if common_flags.DATA_DIR.value:
             data = small_images.load_split(common_flags.DATA_DIR.value, size)
         else:
-            data = small_images.bundled_set(size, seed=SEED.value)
+            data = small_images.bundled_set(size, seed=SEED.value, **_given(copies=COPIES.value))
         result = relu_vs_tanh.run_experiment(data, config, progress=print)
         json_path, png_path = relu_vs_tanh_figure.write_result(result, OUTPUT_DIR.value)
     speedup = result["speedup"]

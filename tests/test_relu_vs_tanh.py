@@ -86,6 +86,21 @@ def test_epochs_to_threshold_from_a_hand_made_curve(errors, expected):
     assert relu_vs_tanh.epochs_to_threshold(epochs, errors, 0.25) == expected
 
 
+def test_each_point_is_the_error_of_the_last_fifth_of_an_epoch():
+    # 280 batches an epoch (the bundled set's 8,985 images at 32), ten points: 56 batches; a
+    # tiny set's window is never shorter than the batches between two points.
+    assert relu_vs_tanh.window_batches(0.2, 280, 10) == 56
+    assert relu_vs_tanh.window_batches(0.2, 5, 5) == 1
+    assert relu_vs_tanh.window_batches(0.05, 100, 10) == 10
+    window = relu_vs_tanh.ErrorWindow(3)
+    for wrong in (32, 0, 8, 16):  # batches of 32 images; the first falls out of the window
+        window.add(wrong, 32)
+    assert window.error() == pytest.approx(24 / 96)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="--error_window"):
+            relu_vs_tanh.ExperimentConfig(error_window=bad).check()
+
+
 @pytest.fixture(scope="module")
 def demo_images(demo_data_dir):
     return small_images.load_split(demo_data_dir, 32)
