@@ -7,6 +7,7 @@ stand-in network of tests/tiny_runs.py keeps the runs to seconds; only a signal 
 the several-worker cases start processes (tests/tiny_runs.py as a script).
 """
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import errno
@@ -101,18 +102,37 @@ def uninterrupted(tools_data_dir, tmp_path_factory):
     return _train(_config(tools_data_dir, tmp_path_factory.mktemp("uninterrupted"), **STOP))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_to_the_train_binary_exits_resumable_in_one_line_and_resumes_exactly(
-    tools_data_dir, tmp_path, uninterrupted, sig, caplog
-):
-    """`python -m alexnet_tf.train` (the stand-in network), a signal after its first step."""
-    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
 
-    flags = [f"--{k}={v}" for k, v in {**STOP, "data_dir": tools_data_dir}.items()]
-    process = tiny_runs.start(
-        "train", *flags, f"--workdir={tmp_path}", step_delay=0.05,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+
+@pytest.fixture(scope="module")
+def signalled(tools_data_dir, tmp_path_factory):
+    """`python -m alexnet_tf.train` (the stand-in network) with STOP's flags, once per signal,
+    both processes at once; each gets its signal after its first step.
+
+    Returns {name: (workdir, exit status, stderr)}.
+    """
+    runs = {}
+    for name in SIGNALS:
+        workdir = tmp_path_factory.mktemp(name)
+        flags = [f"--{k}={v}" for k, v in {**STOP, "data_dir": tools_data_dir}.items()]
+        runs[name] = workdir, tiny_runs.start(
+            "train", *flags, f"--workdir={workdir}", step_delay=0.05,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
+            futures = {
+                name: pool.submit(_signal_after_step_1, process, SIGNALS[name])
+                for name, (_, process) in runs.items()
+            }
+            return {name: (runs[name][0], *future.result()) for name, future in futures.items()}
+    finally:
+        for _, process in runs.values():
+            process.kill()
+
+
+def _signal_after_step_1(process, sig):
     seen = []
     for line in process.stderr:
         seen.append(line)
@@ -120,18 +140,28 @@ def test_a_signal_to_the_train_binary_exits_resumable_in_one_line_and_resumes_ex
             process.send_signal(sig)
             break
     stderr = "".join(seen) + process.stderr.read()
-    assert process.wait(TIMEOUT) == EXIT_RESUMABLE, stderr
+    return process.wait(TIMEOUT), stderr
+
+
+@pytest.mark.parametrize("name", list(SIGNALS))
+def test_a_signal_to_the_train_binary_exits_resumable_in_one_line_and_resumes_exactly(
+    tools_data_dir, signalled, uninterrupted, name, caplog
+):
+    """`python -m alexnet_tf.train` (the stand-in network), a signal after its first step."""
+    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+
+    workdir, code, stderr = signalled[name]
+    assert code == EXIT_RESUMABLE, stderr
     assert "Traceback" not in stderr
     stopped = [line for line in stderr.splitlines() if "] stopped by" in line]
-    name = signal.Signals(sig).name
     assert len(stopped) == 1 and f"stopped by {name} after step" in stopped[0], stderr
     step = int(stopped[0].split("after step ")[1].split(";")[0])
-    assert 1 <= step < 40 and f"saved {_ckpt(tmp_path, step)}." in stopped[0]
+    assert 1 <= step < 40 and f"saved {_ckpt(workdir, step)}." in stopped[0]
     assert stopped[0].endswith("Run the same command again to resume")
 
     with caplog.at_level(logging.INFO):
-        resumed = _train(_config(tools_data_dir, tmp_path, **STOP))
-    assert f"Resumed from {_ckpt(tmp_path, step)} at step {step}" in caplog.messages
+        resumed = _train(_config(tools_data_dir, workdir, **STOP))
+    assert f"Resumed from {_ckpt(workdir, step)} at step {step}" in caplog.messages
     assert resumed.step == 40
     _assert_same_weights(uninterrupted.checkpoint, resumed.checkpoint)
 
@@ -411,7 +441,7 @@ def test_tools_report_a_failed_write_in_one_line(capsys):
 # Several workers: a stop request, a lost worker, the checkpoint every worker finished
 
 
-def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_path, two_workers):
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_path, request):
     from alexnet_tf.training.preemption import EXIT_RESUMABLE
 
     processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.1)
@@ -427,7 +457,10 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_p
 
     # Each worker reads its own records: a resumed worker continues its own stream, not the
     # chief's (which is what the chief's checkpoint holds), or the weights would differ.
-    outputs = tiny_runs.finish(tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS))
+    resumed = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS)
+    # The uninterrupted run (conftest's), made while the resumed workers run if not made yet.
+    two_workers = request.getfixturevalue("two_workers")
+    outputs = tiny_runs.finish(resumed)
     assert all(f"Resumed from {_ckpt(tmp_path, steps[0])}" in out for out in outputs), outputs
     _assert_same_weights(two_workers["checkpoint"], _ckpt(tmp_path, 30), exact=False)
     kept = sorted(n for n in os.listdir(tmp_path / "checkpoints") if n != "checkpoint")
@@ -436,15 +469,40 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_p
     assert sorted(os.listdir(tmp_path / "input-worker-1")) == ["checkpoint", *kept]
 
 
-@pytest.mark.parametrize("how", ["frozen", "killed"])
-def test_a_lost_worker_stops_the_other_within_the_readmes_bound(tools_data_dir, tmp_path, how):
-    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+LOSSES = {"frozen": signal.SIGSTOP, "killed": signal.SIGKILL}
 
-    processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.1)
-    tiny_runs.wait_for(tmp_path / "input-worker-1" / "ckpt-5.index", processes)
+
+@pytest.fixture(scope="module")
+def lost_workers(tools_data_dir, tmp_path_factory):
+    """Worker 1 of two frozen (SIGSTOP) in one run and killed in another, both runs at once
+    (most of a frozen worker's time is the survivor's wait for missing heartbeats).
+
+    Returns {how: (the survivor's exit status, its output, seconds from the loss to its exit)}.
+    """
+    runs = {}
+    for how in LOSSES:
+        workdir = tmp_path_factory.mktemp(how)
+        runs[how] = (
+            workdir,
+            tiny_runs.start_workers(tools_data_dir, workdir, TWO_WORKERS, step_delay=0.1),
+        )
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
+            futures = {
+                how: pool.submit(_lose_worker_1, *run, LOSSES[how]) for how, run in runs.items()
+            }
+            return {how: future.result() for how, future in futures.items()}
+    finally:
+        for _, processes in runs.values():
+            for p in processes:
+                p.kill()
+
+
+def _lose_worker_1(workdir, processes, sig):
+    tiny_runs.wait_for(workdir / "input-worker-1" / "ckpt-5.index", processes)
     # A frozen machine keeps its connections open, so only the missing heartbeats tell; a
     # killed process's connections close.
-    processes[1].send_signal(signal.SIGSTOP if how == "frozen" else signal.SIGKILL)
+    processes[1].send_signal(sig)
     start = time.time()
     try:
         output = processes[0].communicate(timeout=TIMEOUT)[0]
@@ -452,7 +510,15 @@ def test_a_lost_worker_stops_the_other_within_the_readmes_bound(tools_data_dir, 
     finally:
         processes[1].kill()
         processes[1].communicate(timeout=TIMEOUT)
-    assert processes[0].returncode == EXIT_RESUMABLE, output
+    return processes[0].returncode, output, took
+
+
+@pytest.mark.parametrize("how", list(LOSSES))
+def test_a_lost_worker_stops_the_other_within_the_readmes_bound(lost_workers, how):
+    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+
+    returncode, output, took = lost_workers[how]
+    assert returncode == EXIT_RESUMABLE, output
     assert "lost another worker during step" in output and "Start every worker" in output
     assert took < LOST_WORKER_BOUND_S, f"the survivor stopped after {took:.1f} s"
 
