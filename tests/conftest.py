@@ -24,8 +24,9 @@ Runs (read-only: copy a workdir with `shutil.copytree` before training on in it)
                      (tests/tiny_runs.py, TWO_WORKERS): {"workdir", "checkpoint", "outputs"}.
     binary_runs      every binary's usage errors and a few working runs, in one interpreter.
 
-The processes of exported_model and binary_runs start with the session's first test and run
-beside the others; the tests that read binary_runs run last.
+The processes of exported_model, two_workers and binary_runs start with the session's first
+test and run beside the others; the tests that read binary_runs run last, and a test that
+measures a time asks for `without_early_processes`, which waits until none runs.
 
 The stand-in network (`tiny_runs.tiny_alexnet`, with `training.train(config,
 build_model=tiny_alexnet)`) is what training-loop tests use: a step takes milliseconds.
@@ -196,22 +197,6 @@ def trained_workdir(tools_data_dir, tmp_path_factory):
     return training.train(config)
 
 
-@pytest.fixture(scope="session")
-def two_workers(tools_data_dir, tmp_path_factory) -> dict:
-    """Two local --strategy=multi_worker processes, the stand-in network, TWO_WORKERS's 30 steps.
-
-    Returns {"workdir", "checkpoint" (its ckpt-30), "outputs" (each worker's log)}.
-    """
-    import tiny_runs
-
-    workdir = tmp_path_factory.mktemp("two_workers")
-    processes = tiny_runs.start_workers(tools_data_dir, workdir, tiny_runs.TWO_WORKERS)
-    outputs = tiny_runs.finish(processes)
-    assert [p.returncode for p in processes] == [0, 0], outputs
-    checkpoint = os.path.join(str(workdir), "checkpoints", "ckpt-30")
-    return {"workdir": str(workdir), "checkpoint": checkpoint, "outputs": outputs}
-
-
 # Each binary run in one interpreter, so that TensorFlow is imported once: absl registers flags
 # globally, so each binary's own flags are removed (and the module forgotten) before the next.
 _BINARY_RUNS = """
@@ -263,7 +248,7 @@ DEMO_TINY = [
 # Processes that collected tests read later: started with the session's first test, they run
 # beside the in-process tests (a process spends much of its time on one core, importing
 # TensorFlow). The tests that read `binary_runs` run last, so that it has the time.
-_EARLY = ("exported_model", "binary_runs")
+_EARLY = ("exported_model", "two_workers", "binary_runs")
 
 
 def pytest_collection_modifyitems(items):
@@ -272,51 +257,66 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _early_processes(request, tmp_path_factory):
-    """Starts the process of each of `_EARLY`'s fixtures that a collected test uses; yields
-    {fixture name: (Popen, its folder)}, and kills any left at the end."""
+def _early_processes(request):
+    """Starts the processes of each of `_EARLY`'s fixtures that a collected test uses; yields
+    {fixture name: ([Popen], its folder)}, and kills any left at the end."""
     started = {}
     for name in _EARLY:
         if any(name in item.fixturenames for item in request.session.items):
             _start(started, name, request)
     yield started
-    for process, _ in started.values():
-        process.kill()
-        process.wait()
+    for processes, _ in started.values():
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def without_early_processes(_early_processes):
+    """Waits until no early process runs any more: for a test that measures a time."""
+    for processes, _ in _early_processes.values():
+        for process in processes:
+            process.wait(timeout=600)
 
 
 def _start(started: dict, name: str, request) -> None:
+    """Starts `name`'s processes from the repository root (as the README's commands), their
+    output in files of its folder (a pipe nobody reads until the end would fill up)."""
     import subprocess
     import sys
 
+    import tiny_runs
+
     tmp = request.getfixturevalue("tmp_path_factory").mktemp(name)
+    tools_data_dir = request.getfixturevalue("tools_data_dir")
+    if name == "two_workers":
+        with open(tmp / "worker-0.txt", "w") as chief, open(tmp / "worker-1.txt", "w") as other:
+            processes = tiny_runs.start_workers(
+                tools_data_dir, tmp / "run", tiny_runs.TWO_WORKERS, logs=[chief, other]
+            )
+        started[name] = processes, tmp
+        return
     tools_workdir = request.getfixturevalue("tools_workdir")
     if name == "exported_model":
         args = ["-m", "alexnet_tf.export", f"--workdir={tools_workdir}", f"--export_dir={tmp}/out"]
     else:
-        cases = _binary_cases(tools_workdir, request.getfixturevalue("tools_data_dir"), tmp)
+        cases = _binary_cases(tools_workdir, tools_data_dir, tmp)
         args = ["-c", _BINARY_RUNS, str(tmp / "result.json"), json.dumps(cases)]
-    # From the repository root, as the README's commands; the output goes to files (a pipe
-    # nobody reads until the end would fill up and stop the process).
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(tmp / "stdout.txt", "w") as stdout, open(tmp / "stderr.txt", "w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, *args], stdout=stdout, stderr=stderr, cwd=repo,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": repo},
+            [sys.executable, *args], stdout=stdout, stderr=stderr, cwd=tiny_runs.REPO,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": tiny_runs.REPO},
         )  # fmt: skip
-    started[name] = process, tmp
+    started[name] = [process], tmp
 
 
 def _finished(started: dict, name: str, request) -> tuple:
-    """(its stdout, its folder) once `name`'s process has exited with status 0; started now if
-    no collected test uses `name` (a test that asks for it with request.getfixturevalue)."""
+    """([exit status], its folder) once `name`'s processes have exited; started now if no
+    collected test uses `name` (a test that asks for it with request.getfixturevalue)."""
     if name not in started:
         _start(started, name, request)
-    process, tmp = started[name]
-    process.wait(timeout=600)
-    stderr = (tmp / "stderr.txt").read_text()
-    assert process.returncode == 0, stderr[-3000:]
-    return (tmp / "stdout.txt").read_text(), tmp
+    processes, tmp = started[name]
+    return [p.wait(timeout=600) for p in processes], tmp
 
 
 @pytest.fixture(scope="session")
@@ -327,9 +327,23 @@ def exported_model(_early_processes, request) -> str:
     what the process traced before, and an export must equal any other fresh export byte for
     byte (test_cli.py compares it with `binary_runs`' first run, the same export).
     """
-    stdout, tmp = _finished(_early_processes, "exported_model", request)
-    assert f"SavedModel written to {tmp / 'out'}" in stdout
+    codes, tmp = _finished(_early_processes, "exported_model", request)
+    assert codes == [0], (tmp / "stderr.txt").read_text()[-3000:]
+    assert f"SavedModel written to {tmp / 'out'}" in (tmp / "stdout.txt").read_text()
     return str(tmp / "out")
+
+
+@pytest.fixture(scope="session")
+def two_workers(_early_processes, request) -> dict:
+    """Two local --strategy=multi_worker processes, the stand-in network, TWO_WORKERS's 30 steps.
+
+    Returns {"workdir", "checkpoint" (its ckpt-30), "outputs" (each worker's log)}.
+    """
+    codes, tmp = _finished(_early_processes, "two_workers", request)
+    outputs = [(tmp / f"worker-{i}.txt").read_text() for i in range(2)]
+    assert codes == [0, 0], outputs
+    checkpoint = os.path.join(str(tmp / "run"), "checkpoints", "ckpt-30")
+    return {"workdir": str(tmp / "run"), "checkpoint": checkpoint, "outputs": outputs}
 
 
 def _binary_cases(tools_workdir, tools_data_dir, tmp) -> list:
@@ -389,7 +403,8 @@ def binary_runs(_early_processes, request) -> dict:
         "export_dir", "retrieve:ok" and "visualize:ok" their "output_dir", the demo cases their
         "workdir".
     """
-    _, tmp = _finished(_early_processes, "binary_runs", request)
+    codes, tmp = _finished(_early_processes, "binary_runs", request)
+    assert codes == [0], (tmp / "stderr.txt").read_text()[-3000:]
     runs = json.loads((tmp / "result.json").read_text())
     runs["export:ok"]["export_dir"] = str(tmp / "exported")
     runs["retrieve:ok"]["output_dir"] = str(tmp / "retrieval")

@@ -106,9 +106,10 @@ SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
 
 
 @pytest.fixture(scope="module")
-def signalled(tools_data_dir, tmp_path_factory):
+def signalled(tools_data_dir, tmp_path_factory, request):
     """`python -m alexnet_tf.train` (the stand-in network) with STOP's flags, once per signal,
-    both processes at once; each gets its signal after its first step.
+    both processes at once; each gets its signal after its first step. `uninterrupted` is
+    trained here meanwhile.
 
     Returns {name: (workdir, exit status, stderr)}.
     """
@@ -126,6 +127,7 @@ def signalled(tools_data_dir, tmp_path_factory):
                 name: pool.submit(_signal_after_step_1, process, SIGNALS[name])
                 for name, (_, process) in runs.items()
             }
+            request.getfixturevalue("uninterrupted")
             return {name: (runs[name][0], *future.result()) for name, future in futures.items()}
     finally:
         for _, process in runs.values():
@@ -441,7 +443,7 @@ def test_tools_report_a_failed_write_in_one_line(capsys):
 # Several workers: a stop request, a lost worker, the checkpoint every worker finished
 
 
-def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_path, request):
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_path, two_workers):
     from alexnet_tf.training.preemption import EXIT_RESUMABLE
 
     processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.1)
@@ -457,10 +459,7 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_p
 
     # Each worker reads its own records: a resumed worker continues its own stream, not the
     # chief's (which is what the chief's checkpoint holds), or the weights would differ.
-    resumed = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS)
-    # The uninterrupted run (conftest's), made while the resumed workers run if not made yet.
-    two_workers = request.getfixturevalue("two_workers")
-    outputs = tiny_runs.finish(resumed)
+    outputs = tiny_runs.finish(tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS))
     assert all(f"Resumed from {_ckpt(tmp_path, steps[0])}" in out for out in outputs), outputs
     _assert_same_weights(two_workers["checkpoint"], _ckpt(tmp_path, 30), exact=False)
     kept = sorted(n for n in os.listdir(tmp_path / "checkpoints") if n != "checkpoint")
@@ -469,40 +468,17 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_p
     assert sorted(os.listdir(tmp_path / "input-worker-1")) == ["checkpoint", *kept]
 
 
-LOSSES = {"frozen": signal.SIGSTOP, "killed": signal.SIGKILL}
+@pytest.mark.parametrize("how", ["frozen", "killed"])
+def test_a_lost_worker_stops_the_other_within_the_readmes_bound(
+    tools_data_dir, tmp_path, how, without_early_processes
+):
+    from alexnet_tf.training.preemption import EXIT_RESUMABLE
 
-
-@pytest.fixture(scope="module")
-def lost_workers(tools_data_dir, tmp_path_factory):
-    """Worker 1 of two frozen (SIGSTOP) in one run and killed in another, both runs at once
-    (most of a frozen worker's time is the survivor's wait for missing heartbeats).
-
-    Returns {how: (the survivor's exit status, its output, seconds from the loss to its exit)}.
-    """
-    runs = {}
-    for how in LOSSES:
-        workdir = tmp_path_factory.mktemp(how)
-        runs[how] = (
-            workdir,
-            tiny_runs.start_workers(tools_data_dir, workdir, TWO_WORKERS, step_delay=0.1),
-        )
-    try:
-        with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
-            futures = {
-                how: pool.submit(_lose_worker_1, *run, LOSSES[how]) for how, run in runs.items()
-            }
-            return {how: future.result() for how, future in futures.items()}
-    finally:
-        for _, processes in runs.values():
-            for p in processes:
-                p.kill()
-
-
-def _lose_worker_1(workdir, processes, sig):
-    tiny_runs.wait_for(workdir / "input-worker-1" / "ckpt-5.index", processes)
+    processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.1)
+    tiny_runs.wait_for(tmp_path / "input-worker-1" / "ckpt-5.index", processes)
     # A frozen machine keeps its connections open, so only the missing heartbeats tell; a
     # killed process's connections close.
-    processes[1].send_signal(sig)
+    processes[1].send_signal(signal.SIGSTOP if how == "frozen" else signal.SIGKILL)
     start = time.time()
     try:
         output = processes[0].communicate(timeout=TIMEOUT)[0]
@@ -510,15 +486,7 @@ def _lose_worker_1(workdir, processes, sig):
     finally:
         processes[1].kill()
         processes[1].communicate(timeout=TIMEOUT)
-    return processes[0].returncode, output, took
-
-
-@pytest.mark.parametrize("how", list(LOSSES))
-def test_a_lost_worker_stops_the_other_within_the_readmes_bound(lost_workers, how):
-    from alexnet_tf.training.preemption import EXIT_RESUMABLE
-
-    returncode, output, took = lost_workers[how]
-    assert returncode == EXIT_RESUMABLE, output
+    assert processes[0].returncode == EXIT_RESUMABLE, output
     assert "lost another worker during step" in output and "Start every worker" in output
     assert took < LOST_WORKER_BOUND_S, f"the survivor stopped after {took:.1f} s"
 

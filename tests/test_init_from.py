@@ -20,12 +20,11 @@ def _weights(model, name):
 
 
 @pytest.fixture(scope="module")
-def source_model(tools_workdir):
+def source_model(tools_source):
     """The network of tools_workdir's newest checkpoint (10 classes, no box head), restored by
-    TensorFlow's own reader: the values init_from must reproduce."""
-    from alexnet_tf.runs.checkpoints import load_trained_model
-
-    return load_trained_model(tools_workdir)[0]
+    TensorFlow's own reader (`load_trained_model`, conftest's `tools_source`): the values
+    init_from must reproduce."""
+    return tools_source.model
 
 
 def test_matching_layers_load_bit_for_bit_and_the_rest_start_fresh(tools_workdir, source_model):

@@ -106,16 +106,18 @@ def start(mode: str, *args: str, step_delay: float = 0.0, env=None, **popen) -> 
     return subprocess.Popen([*command, *args], cwd=REPO, env=env, text=True, **popen)
 
 
-def start_workers(data_dir, workdir, config: dict, step_delay: float = 0.0) -> list:
-    """Two local --strategy=multi_worker processes training `config` in `workdir`."""
+def start_workers(data_dir, workdir, config: dict, step_delay: float = 0.0, logs=None) -> list:
+    """Two local --strategy=multi_worker processes training `config` in `workdir`; their output
+    goes to pipes, or to the two open files `logs`."""
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         config_json = json.dumps({**config, "strategy": "multi_worker"})
+        output = {"stdout": logs[index]} if logs else {}
         processes.append(
             start("worker", data_dir, str(workdir), config_json, step_delay=step_delay,
-                  env={"TF_CONFIG": json.dumps(tf_config)})
+                  env={"TF_CONFIG": json.dumps(tf_config)}, **output)
         )  # fmt: skip
     return processes
 
