@@ -17,17 +17,22 @@ Runs (read-only: copy a workdir with `shutil.copytree` before training on in it)
     tools_workdir    an untrained 10-class AlexNet on tools_data_dir as checkpoints/ckpt-1 and
                      ckpt-2 (other fc8 weights), with model_config.json: what the tools load.
     tools_source     `CheckpointSource(tools_workdir)`, restored once.
-    exported_model   the export binary's SavedModel of tools_workdir.
+    exported_model   the export binary's SavedModel of tools_workdir, by a process of its own.
     trained_workdir  the `TrainResult` of two real training steps (batch 4) on tools_data_dir:
                      `.workdir` holds checkpoints/ckpt-2, model_config.json, tensorboard/.
     two_workers      a finished two-process --strategy=multi_worker run of the stand-in network
                      (tests/tiny_runs.py, TWO_WORKERS): {"workdir", "checkpoint", "outputs"}.
     binary_runs      every binary's usage errors and a few working runs, in one interpreter.
 
+The processes of exported_model, two_workers and binary_runs start with the session's first
+test and run beside the others; the tests that read binary_runs run last, and a test that
+measures a time asks for `without_early_processes`, which waits until none runs.
+
 The stand-in network (`tiny_runs.tiny_alexnet`, with `training.train(config,
 build_model=tiny_alexnet)`) is what training-loop tests use: a step takes milliseconds.
 """
 
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -192,36 +197,6 @@ def trained_workdir(tools_data_dir, tmp_path_factory):
     return training.train(config)
 
 
-@pytest.fixture(scope="session")
-def two_workers(tools_data_dir, tmp_path_factory) -> dict:
-    """Two local --strategy=multi_worker processes, the stand-in network, TWO_WORKERS's 30 steps.
-
-    Returns {"workdir", "checkpoint" (its ckpt-30), "outputs" (each worker's log)}.
-    """
-    import tiny_runs
-
-    workdir = tmp_path_factory.mktemp("two_workers")
-    processes = tiny_runs.start_workers(tools_data_dir, workdir, tiny_runs.TWO_WORKERS)
-    outputs = tiny_runs.finish(processes)
-    assert [p.returncode for p in processes] == [0, 0], outputs
-    checkpoint = os.path.join(str(workdir), "checkpoints", "ckpt-30")
-    return {"workdir": str(workdir), "checkpoint": checkpoint, "outputs": outputs}
-
-
-@pytest.fixture(scope="session")
-def exported_model(binary_runs) -> str:
-    """The export binary's SavedModel of `tools_workdir` (centre patch, top 5); returns its path.
-
-    The first of `binary_runs`, so made before that interpreter traced anything else: the names
-    of the traced functions in saved_model.pb depend on what the process traced before, and an
-    export must equal any other fresh export byte for byte.
-    """
-    run = binary_runs["export:ok"]
-    assert run["code"] == 0, run["stderr"][-3000:]
-    assert f"SavedModel written to {run['export_dir']}" in run["stdout"]
-    return run["export_dir"]
-
-
 # Each binary run in one interpreter, so that TensorFlow is imported once: absl registers flags
 # globally, so each binary's own flags are removed (and the module forgotten) before the next.
 _BINARY_RUNS = """
@@ -240,8 +215,9 @@ for key, argv, paths in cases:
             code = 0
         except SystemExit as e:
             code = 0 if e.code is None else e.code
-            if isinstance(code, str):  # sys.exit(message): Python prints it on stderr
+            if isinstance(code, str):  # sys.exit(message): Python prints it, exit status 1
                 print(code, file=stderr)
+                code = 1
     results[key] = {
         "argv": argv,
         "help": flags.FLAGS.module_help(module),
@@ -269,28 +245,116 @@ DEMO_TINY = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def binary_runs(tools_workdir, tmp_path_factory) -> dict:
-    """`python -m alexnet_tf.X` for each binary, with flags a user gets wrong, and the runs that
-    work ("NAME:ok"), all in one interpreter started from the repository root (as the README's
-    commands are): the export, describe, evaluate, retrieve and visualize on `tools_workdir`, and
-    the demo with DEMO_TINY's flags, twice in one folder ("demo:ok", then "demo:again").
+# Processes that collected tests read later: started with the session's first test, they run
+# beside the in-process tests (a process spends much of its time on one core, importing
+# TensorFlow). The tests that read `binary_runs` run last, so that it has the time.
+_EARLY = ("exported_model", "two_workers", "binary_runs")
 
-    Returns:
-        {key: {"argv", "help", "stdout", "stderr", "code", "written": paths it should not have made,
-        "read": {path: text} of the files among those paths}}; "export:ok" also gives its
-        "export_dir", "retrieve:ok" and "visualize:ok" their "output_dir", the demo cases their
-        "workdir".
-    """
-    import json
+
+def pytest_collection_modifyitems(items):
+    """Moves the tests that read `binary_runs` to the end, in their order (a stable sort)."""
+    items.sort(key=lambda item: "binary_runs" in item.fixturenames)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _early_processes(request):
+    """Starts the processes of each of `_EARLY`'s fixtures that a collected test uses; yields
+    {fixture name: ([Popen], its folder)}, and kills any left at the end."""
+    started = {}
+    for name in _EARLY:
+        if any(name in item.fixturenames for item in request.session.items):
+            _start(started, name, request)
+    yield started
+    for processes, _ in started.values():
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def without_early_processes(_early_processes):
+    """Waits until no early process runs any more: for a test that measures a time."""
+    for processes, _ in _early_processes.values():
+        for process in processes:
+            process.wait(timeout=600)
+
+
+def _start(started: dict, name: str, request) -> None:
+    """Starts `name`'s processes from the repository root (as the README's commands), their
+    output in files of its folder (a pipe nobody reads until the end would fill up)."""
     import subprocess
     import sys
 
-    tmp = tmp_path_factory.mktemp("binary_runs")
+    import tiny_runs
+
+    tmp = request.getfixturevalue("tmp_path_factory").mktemp(name)
+    tools_data_dir = request.getfixturevalue("tools_data_dir")
+    if name == "two_workers":
+        with open(tmp / "worker-0.txt", "w") as chief, open(tmp / "worker-1.txt", "w") as other:
+            processes = tiny_runs.start_workers(
+                tools_data_dir, tmp / "run", tiny_runs.TWO_WORKERS, logs=[chief, other]
+            )
+        started[name] = processes, tmp
+        return
+    tools_workdir = request.getfixturevalue("tools_workdir")
+    if name == "exported_model":
+        args = ["-m", "alexnet_tf.export", f"--workdir={tools_workdir}", f"--export_dir={tmp}/out"]
+    else:
+        cases = _binary_cases(tools_workdir, tools_data_dir, tmp)
+        args = ["-c", _BINARY_RUNS, str(tmp / "result.json"), json.dumps(cases)]
+    with open(tmp / "stdout.txt", "w") as stdout, open(tmp / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, *args], stdout=stdout, stderr=stderr, cwd=tiny_runs.REPO,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": tiny_runs.REPO},
+        )  # fmt: skip
+    started[name] = [process], tmp
+
+
+def _finished(started: dict, name: str, request) -> tuple:
+    """([exit status], its folder) once `name`'s processes have exited; started now if no
+    collected test uses `name` (a test that asks for it with request.getfixturevalue)."""
+    if name not in started:
+        _start(started, name, request)
+    processes, tmp = started[name]
+    return [p.wait(timeout=600) for p in processes], tmp
+
+
+@pytest.fixture(scope="session")
+def exported_model(_early_processes, request) -> str:
+    """The export binary's SavedModel of `tools_workdir` (centre patch, top 5); returns its path.
+
+    Made by a process of its own: the names of the traced functions in saved_model.pb depend on
+    what the process traced before, and an export must equal any other fresh export byte for
+    byte (test_cli.py compares it with `binary_runs`' first run, the same export).
+    """
+    codes, tmp = _finished(_early_processes, "exported_model", request)
+    assert codes == [0], (tmp / "stderr.txt").read_text()[-3000:]
+    assert f"SavedModel written to {tmp / 'out'}" in (tmp / "stdout.txt").read_text()
+    return str(tmp / "out")
+
+
+@pytest.fixture(scope="session")
+def two_workers(_early_processes, request) -> dict:
+    """Two local --strategy=multi_worker processes, the stand-in network, TWO_WORKERS's 30 steps.
+
+    Returns {"workdir", "checkpoint" (its ckpt-30), "outputs" (each worker's log)}.
+    """
+    codes, tmp = _finished(_early_processes, "two_workers", request)
+    outputs = [(tmp / f"worker-{i}.txt").read_text() for i in range(2)]
+    assert codes == [0, 0], outputs
+    checkpoint = os.path.join(str(tmp / "run"), "checkpoints", "ckpt-30")
+    return {"workdir": str(tmp / "run"), "checkpoint": checkpoint, "outputs": outputs}
+
+
+def _binary_cases(tools_workdir, tools_data_dir, tmp) -> list:
+    """[(key, argv, paths to look at afterwards)]; "NAME:..." is `python -m alexnet_tf.NAME`."""
     new = {name: str(tmp / name) for name in ("evaluate", "export", "retrieve", "train", "vis")}
     demo, failing, blocker = tmp / "demo", tmp / "demo_failing", tmp / "a_file"
     blocker.write_text("not a folder")
-    cases = [
+    nothing = tmp / "nothing_loadable"  # neither a SavedModel nor a checkpoint, nor an image
+    nothing.mkdir()
+    (nothing / "photo.txt").write_text("x")
+    return [
         ("export:ok", [f"--workdir={tools_workdir}", f"--export_dir={tmp / 'exported'}"], []),
         ("evaluate", [f"--checkpoints={tools_workdir}", f"--workdir={new['evaluate']}",
                       "--batch_size=0"], [new["evaluate"]]),
@@ -304,6 +368,11 @@ def binary_runs(tools_workdir, tmp_path_factory) -> dict:
          [new["train"]]),
         ("train:schedule", ["--schedule=linear", f"--workdir={new['train']}", "--data_dir=."],
          [new["train"]]),
+        ("train:init_from", [f"--data_dir={tools_data_dir}", f"--workdir={new['train']}",
+                             f"--init_from={tmp / 'missing_run'}", "--train_steps=1"],
+         [new["train"]]),
+        ("predict", [f"--model={nothing}", f"--output={tmp / 'predicted.csv'}", str(nothing)],
+         [str(tmp / "predicted.csv")]),
         ("export:exists", [f"--workdir={tools_workdir}", f"--export_dir={tools_workdir}"], []),
         ("describe", ["--num_classes=0"], []),
         ("describe:ok", [], []),
@@ -319,22 +388,29 @@ def binary_runs(tools_workdir, tmp_path_factory) -> dict:
         ("demo:failing", [f"--workdir={failing}", *DEMO_TINY, "--strategy=multi_worker"],
          [str(failing / "demo_stages.json")]),
     ]  # fmt: skip
-    out = tmp / "result.json"
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run(
-        [sys.executable, "-c", _BINARY_RUNS, str(out), json.dumps(cases)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=repo,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": repo},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = json.loads(out.read_text())
+
+
+@pytest.fixture(scope="session")
+def binary_runs(_early_processes, request) -> dict:
+    """`python -m alexnet_tf.X` for each binary, with flags a user gets wrong, and the runs that
+    work ("NAME:ok"), all in one interpreter started from the repository root (as the README's
+    commands are): the export, describe, evaluate, retrieve and visualize on `tools_workdir`, and
+    the demo with DEMO_TINY's flags, twice in one folder ("demo:ok", then "demo:again").
+
+    Returns:
+        {key: {"argv", "help", "stdout", "stderr", "code", "written": paths it should not have made,
+        "read": {path: text} of the files among those paths}}; "export:ok" also gives its
+        "export_dir", "retrieve:ok" and "visualize:ok" their "output_dir", the demo cases their
+        "workdir".
+    """
+    codes, tmp = _finished(_early_processes, "binary_runs", request)
+    assert codes == [0], (tmp / "stderr.txt").read_text()[-3000:]
+    runs = json.loads((tmp / "result.json").read_text())
     runs["export:ok"]["export_dir"] = str(tmp / "exported")
     runs["retrieve:ok"]["output_dir"] = str(tmp / "retrieval")
     runs["visualize:ok"]["output_dir"] = str(tmp / "figures")
-    for key, workdir in [("demo:ok", demo), ("demo:again", demo), ("demo:unwritable", blocker),
-                         ("demo:failing", failing)]:  # fmt: skip
+    for key, workdir in [("demo:ok", tmp / "demo"), ("demo:again", tmp / "demo"),
+                         ("demo:unwritable", tmp / "a_file"),
+                         ("demo:failing", tmp / "demo_failing")]:  # fmt: skip
         runs[key]["workdir"] = str(workdir)
     return runs

@@ -3,7 +3,6 @@ the flags are checked, reproducible exports, progress lines off a terminal."""
 
 import io
 import os
-import subprocess
 import sys
 
 import pytest
@@ -11,8 +10,6 @@ from absl import app
 
 from alexnet_tf.cli import shared_flags
 from alexnet_tf.convert.progress import Progress
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("name", ["evaluate", "export", "retrieve", "visualize", "train"])
@@ -52,16 +49,6 @@ def test_run_turns_a_usage_error_into_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "export: error: pass --export_dir (see --help)\n"
 
 
-def _export(workdir, export_dir):
-    proc = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.export", f"--workdir={workdir}",
-         f"--export_dir={export_dir}"],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
 def _files(folder):
     found = {}
     for root, _, names in os.walk(folder):
@@ -72,11 +59,14 @@ def _files(folder):
     return found
 
 
-def test_two_exports_of_a_checkpoint_are_identical(exported_model, tools_workdir, tmp_path):
+def test_two_exports_of_a_checkpoint_are_identical(exported_model, binary_runs):
     from tensorflow.core.protobuf import fingerprint_pb2
 
-    _export(tools_workdir, str(tmp_path / "again"))
-    first, second = _files(exported_model), _files(tmp_path / "again")
+    # Each the first thing its process does: exported_model's own, and binary_runs' first run.
+    again = binary_runs["export:ok"]
+    assert again["code"] == 0, again["stderr"][-3000:]
+    assert f"SavedModel written to {again['export_dir']}" in again["stdout"]
+    first, second = _files(exported_model), _files(again["export_dir"])
     assert sorted(first) == sorted(second)
     assert "saved_model.pb" in first and "variables/variables.index" in first
     for name in first:

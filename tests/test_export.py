@@ -66,17 +66,41 @@ def _evaluation(source, encoded, ten_patch=False):
     return crops, source.predict(crops.reshape(-1, 227, 227, 3))
 
 
-def test_fresh_process_gives_the_checkpoints_probabilities(export_dir, encoded, source, tmp_path):
-    script, inputs, outputs = tmp_path / "run.py", tmp_path / "in.npy", tmp_path / "out.npz"
+@pytest.fixture(scope="module")
+def other_processes(export_dir, encoded, tmp_path_factory):
+    """The SavedModel in two processes started together: a fresh interpreter with -I running
+    FRESH_PROCESS on all of `encoded`, and TensorFlow's `saved_model_cli run` on the first
+    image and the string that is no image. Returns ({output: array}, saved_model_cli's stdout).
+    """
+    tmp = tmp_path_factory.mktemp("served_elsewhere")
+    script, inputs, outputs, two = (tmp / n for n in ("run.py", "in.npy", "out.npz", "two.npy"))
     script.write_text(FRESH_PROCESS)
     np.save(inputs, np.array(encoded))  # fixed-width bytes: no pickle needed to read them back
-    proc = subprocess.run(
-        [sys.executable, "-I", str(script), export_dir, str(inputs), str(outputs)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = dict(np.load(outputs))
+    np.save(two, np.array([encoded[0], encoded[-1]]))
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "cwd": tmp}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-I", str(script), export_dir, str(inputs), str(outputs)],
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **pipes,
+        ),
+        subprocess.Popen(
+            [cli, "run", "--dir", export_dir, "--tag_set", "serve", "--signature_def",
+             "serving_default", "--inputs", f"images={two}"], **pipes,
+        ),
+    ]  # fmt: skip
+    try:
+        (_, fresh_err), (cli_out, cli_err) = (p.communicate(timeout=300) for p in processes)
+    finally:
+        for p in processes:
+            p.kill()
+    assert processes[0].returncode == 0, fresh_err[-3000:]
+    assert processes[1].returncode == 0, cli_err[-3000:]
+    return dict(np.load(outputs)), cli_out
+
+
+def test_fresh_process_gives_the_checkpoints_probabilities(other_processes, encoded, source):
+    got = other_processes[0]
     # A network without the box head serves exactly the outputs it always did.
     assert sorted(got) == sorted(
         ["fc7", "fc7_valid", "probabilities", "top_k_indices", "top_k_probabilities",
@@ -100,18 +124,10 @@ def test_fresh_process_gives_the_checkpoints_probabilities(export_dir, encoded, 
     assert (got["top_k_indices"][4] == -1).all() and got["top_k_wnids"][4].tolist() == [b""] * 5
 
 
-def test_saved_model_cli_runs_it(export_dir, encoded, tmp_path):
-    inputs = tmp_path / "in.npy"
-    np.save(inputs, np.array([encoded[0], encoded[-1]]))
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    proc = subprocess.run(
-        [cli, "run", "--dir", export_dir, "--tag_set", "serve", "--signature_def",
-         "serving_default", "--inputs", f"images={inputs}"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Result for output key valid:\n[ True False]" in proc.stdout
-    assert "Result for output key top_k_wnids:" in proc.stdout
+def test_saved_model_cli_runs_it(other_processes):
+    stdout = other_processes[1]
+    assert "Result for output key valid:\n[ True False]" in stdout
+    assert "Result for output key top_k_wnids:" in stdout
 
 
 def test_ten_patch_and_float_signatures(source, encoded, tmp_path):

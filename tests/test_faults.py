@@ -7,6 +7,7 @@ stand-in network of tests/tiny_runs.py keeps the runs to seconds; only a signal 
 the several-worker cases start processes (tests/tiny_runs.py as a script).
 """
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import errno
@@ -101,18 +102,39 @@ def uninterrupted(tools_data_dir, tmp_path_factory):
     return _train(_config(tools_data_dir, tmp_path_factory.mktemp("uninterrupted"), **STOP))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_to_the_train_binary_exits_resumable_in_one_line_and_resumes_exactly(
-    tools_data_dir, tmp_path, uninterrupted, sig, caplog
-):
-    """`python -m alexnet_tf.train` (the stand-in network), a signal after its first step."""
-    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
 
-    flags = [f"--{k}={v}" for k, v in {**STOP, "data_dir": tools_data_dir}.items()]
-    process = tiny_runs.start(
-        "train", *flags, f"--workdir={tmp_path}", step_delay=0.05,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+
+@pytest.fixture(scope="module")
+def signalled(tools_data_dir, tmp_path_factory, request):
+    """`python -m alexnet_tf.train` (the stand-in network) with STOP's flags, once per signal,
+    both processes at once; each gets its signal after its first step. `uninterrupted` is
+    trained here meanwhile.
+
+    Returns {name: (workdir, exit status, stderr)}.
+    """
+    runs = {}
+    for name in SIGNALS:
+        workdir = tmp_path_factory.mktemp(name)
+        flags = [f"--{k}={v}" for k, v in {**STOP, "data_dir": tools_data_dir}.items()]
+        runs[name] = workdir, tiny_runs.start(
+            "train", *flags, f"--workdir={workdir}", step_delay=0.05,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
+            futures = {
+                name: pool.submit(_signal_after_step_1, process, SIGNALS[name])
+                for name, (_, process) in runs.items()
+            }
+            request.getfixturevalue("uninterrupted")
+            return {name: (runs[name][0], *future.result()) for name, future in futures.items()}
+    finally:
+        for _, process in runs.values():
+            process.kill()
+
+
+def _signal_after_step_1(process, sig):
     seen = []
     for line in process.stderr:
         seen.append(line)
@@ -120,18 +142,28 @@ def test_a_signal_to_the_train_binary_exits_resumable_in_one_line_and_resumes_ex
             process.send_signal(sig)
             break
     stderr = "".join(seen) + process.stderr.read()
-    assert process.wait(TIMEOUT) == EXIT_RESUMABLE, stderr
+    return process.wait(TIMEOUT), stderr
+
+
+@pytest.mark.parametrize("name", list(SIGNALS))
+def test_a_signal_to_the_train_binary_exits_resumable_in_one_line_and_resumes_exactly(
+    tools_data_dir, signalled, uninterrupted, name, caplog
+):
+    """`python -m alexnet_tf.train` (the stand-in network), a signal after its first step."""
+    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+
+    workdir, code, stderr = signalled[name]
+    assert code == EXIT_RESUMABLE, stderr
     assert "Traceback" not in stderr
     stopped = [line for line in stderr.splitlines() if "] stopped by" in line]
-    name = signal.Signals(sig).name
     assert len(stopped) == 1 and f"stopped by {name} after step" in stopped[0], stderr
     step = int(stopped[0].split("after step ")[1].split(";")[0])
-    assert 1 <= step < 40 and f"saved {_ckpt(tmp_path, step)}." in stopped[0]
+    assert 1 <= step < 40 and f"saved {_ckpt(workdir, step)}." in stopped[0]
     assert stopped[0].endswith("Run the same command again to resume")
 
     with caplog.at_level(logging.INFO):
-        resumed = _train(_config(tools_data_dir, tmp_path, **STOP))
-    assert f"Resumed from {_ckpt(tmp_path, step)} at step {step}" in caplog.messages
+        resumed = _train(_config(tools_data_dir, workdir, **STOP))
+    assert f"Resumed from {_ckpt(workdir, step)} at step {step}" in caplog.messages
     assert resumed.step == 40
     _assert_same_weights(uninterrupted.checkpoint, resumed.checkpoint)
 
@@ -437,7 +469,9 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_p
 
 
 @pytest.mark.parametrize("how", ["frozen", "killed"])
-def test_a_lost_worker_stops_the_other_within_the_readmes_bound(tools_data_dir, tmp_path, how):
+def test_a_lost_worker_stops_the_other_within_the_readmes_bound(
+    tools_data_dir, tmp_path, how, without_early_processes
+):
     from alexnet_tf.training.preemption import EXIT_RESUMABLE
 
     processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.1)

@@ -1,9 +1,6 @@
 """--init_from: matching layers loaded bit for bit, others fresh; resume first; bad input named."""
 
 import logging
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +11,6 @@ from alexnet_tf.model.paper_weights import get_paper_weights
 from alexnet_tf.training import init_from
 from alexnet_tf.training import loop as training
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER_HIDDEN = [f"{name}_{t}" for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
                                            "fc7") for t in "ab"]  # fmt: skip
 
@@ -24,12 +20,11 @@ def _weights(model, name):
 
 
 @pytest.fixture(scope="module")
-def source_model(tools_workdir):
+def source_model(tools_source):
     """The network of tools_workdir's newest checkpoint (10 classes, no box head), restored by
-    TensorFlow's own reader: the values init_from must reproduce."""
-    from alexnet_tf.runs.checkpoints import load_trained_model
-
-    return load_trained_model(tools_workdir)[0]
+    TensorFlow's own reader (`load_trained_model`, conftest's `tools_source`): the values
+    init_from must reproduce."""
+    return tools_source.model
 
 
 def test_matching_layers_load_bit_for_bit_and_the_rest_start_fresh(tools_workdir, source_model):
@@ -130,17 +125,12 @@ def test_each_bad_source_is_named_before_anything_is_written(tools_data_dir, tmp
         assert not workdir.exists(), case
 
 
-def test_binary_exits_1_with_one_line_and_writes_nothing(tools_data_dir, tmp_path):
-    workdir = tmp_path / "run"
-    source = str(tmp_path / "missing_run")
-    result = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.train", f"--data_dir={tools_data_dir}",
-         f"--workdir={workdir}", f"--init_from={source}", "--train_steps=1"],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )  # fmt: skip
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and source in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    assert not workdir.exists()
+def test_binary_exits_1_with_one_line_and_writes_nothing(binary_runs):
+    # python -m alexnet_tf.train --data_dir=... --workdir=NEW --init_from=MISSING --train_steps=1
+    result = binary_runs["train:init_from"]
+    source = result["argv"][2].split("=", 1)[1]
+    assert result["code"] == 1
+    errors = [line for line in result["stderr"].splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and source in errors[0], result["stderr"][-2000:]
+    assert "Traceback" not in result["stderr"]
+    assert result["written"] == []  # no --workdir

@@ -280,12 +280,10 @@ def _crop_box(box, height, width):
 
 
 @pytest.fixture(scope="module")
-def boxed_source(tools_workdir):
+def boxed_source(tools_source):
     """The tools workdir's network with a box head whose answers are set by hand: fc8 ranks the
     classes 9, 8, …, 0 for every image, and the head's boxes are its biases (zero kernel)."""
-    from alexnet_tf.results.trained_models import CheckpointSource
-
-    source = CheckpointSource(tools_workdir)
+    source = tools_source  # read only: its weights are copied into a network with the head
     model = build_alexnet(10, init="he", seed=0, localization=True)
     for layer in source.model.layers:
         model.get_layer(layer.name).set_weights(layer.get_weights())
@@ -315,24 +313,30 @@ def test_served_boxes_land_on_the_object_in_the_sent_image(boxed_source, tmp_pat
     wide, wide_box = _scene(data.coffee(), (120, 90), (210, 420))
     square_bg = np.round(resize(data.astronaut(), (256, 256), anti_aliasing=True) * 255)
     square, square_box = _scene(square_bg.astype(np.uint8), (70, 60), (30, 150))
-    for encoded, box, (h, w) in [(wide, wide_box, (400, 600)), (square, square_box, (256, 256))]:
-        _set_box(model, _crop_box(box, h, w))
-        served = module.serve(tf.constant([encoded, b"not an image"]))
-        assert served["top_k_boxes"].shape == (2, 3, 4)
-        np.testing.assert_array_equal(served["top_k_indices"][0], [9, 8, 7])
-        np.testing.assert_allclose(served["top_k_boxes"][0, 0], box, atol=1e-3)
-        assert not served["top_k_boxes"][1].numpy().any()  # not an image: zeros
-    # The same from the exported SavedModel, in a process without the project's code.
+    # The exported SavedModel, in a process without the project's code: started first, so that
+    # it runs while this process serves the same module.
     _set_box(model, _crop_box(wide_box, 400, 600))
     export_dir = exporting.save(module, str(tmp_path / "boxes"))
     np.save(tmp_path / "in.npy", np.array([wide, b"not an image"]))
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-I", "-c", FRESH_SERVE, export_dir, str(tmp_path / "in.npy"),
          str(tmp_path / "out.npz")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    scenes = [(wide, wide_box, (400, 600)), (square, square_box, (256, 256))]
+    try:
+        for encoded, box, (h, w) in scenes:
+            _set_box(model, _crop_box(box, h, w))
+            served = module.serve(tf.constant([encoded, b"not an image"]))
+            assert served["top_k_boxes"].shape == (2, 3, 4)
+            np.testing.assert_array_equal(served["top_k_indices"][0], [9, 8, 7])
+            np.testing.assert_allclose(served["top_k_boxes"][0, 0], box, atol=1e-3)
+            assert not served["top_k_boxes"][1].numpy().any()  # not an image: zeros
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
     out = np.load(tmp_path / "out.npz")
     assert out["boxes"].dtype == np.float32 and out["boxes"].shape == (2, 3, 4)
     np.testing.assert_allclose(out["boxes"][0, 0], wide_box, atol=1e-3)

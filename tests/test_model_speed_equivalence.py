@@ -74,28 +74,23 @@ def test_onednn_gives_the_numbers_of_tensorflows_own_kernels(tmp_path, monkeypat
         performance.ONEDNN_VARIABLE: "0" if here else "1",
     }
     out = tmp_path / "other.npz"
-    proc = subprocess.run(
+    # The other setting's process runs while this one computes its own numbers and float64's.
+    proc = subprocess.Popen(
         [sys.executable, "-c", _RUN, str(out), os.path.dirname(os.path.abspath(__file__))],
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    try:
+        probs, grads, exact_probs, exact_grads, model = _here_and_exact(monkeypatch)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
     other = np.load(out)
     assert bool(other["onednn"]) != here  # the two settings really differ
     assert bool(other["asked"]) == bool(other["onednn"])  # and enable_onednn() said which
-
-    model = build_alexnet(10, seed=7, init="he")  # He init: activations of a useful size
-    probs, grads = _outputs_and_gradients(model, _real_images())
-    keras.config.set_dtype_policy("float64")
-    try:
-        exact_model = build_alexnet(10, seed=7, init="he")
-    finally:
-        keras.config.set_dtype_policy("float32")
-    exact_model.set_weights([w.astype(np.float64) for w in model.get_weights()])
-    monkeypatch.setattr(layers, "local_response_normalization", _exact_lrn)
-    exact_probs, exact_grads = _outputs_and_gradients(exact_model, _real_images())
 
     np.testing.assert_allclose(other["probs"], probs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(probs, exact_probs, rtol=1e-5, atol=1e-6)
@@ -109,6 +104,21 @@ def test_onednn_gives_the_numbers_of_tensorflows_own_kernels(tmp_path, monkeypat
         own_error = np.linalg.norm(grad - exact) / norm
         other_error = np.linalg.norm(other[f"arr_{i}"] - exact) / norm
         assert max(own_error, other_error) < GRADIENT_BOUND, (variable.path, own_error, other_error)
+
+
+def _here_and_exact(monkeypatch):
+    """This process's outputs and gradients, and float64's on the same weights (the arbiter)."""
+    model = build_alexnet(10, seed=7, init="he")  # He init: activations of a useful size
+    probs, grads = _outputs_and_gradients(model, _real_images())
+    keras.config.set_dtype_policy("float64")
+    try:
+        exact_model = build_alexnet(10, seed=7, init="he")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    exact_model.set_weights([w.astype(np.float64) for w in model.get_weights()])
+    monkeypatch.setattr(layers, "local_response_normalization", _exact_lrn)
+    exact_probs, exact_grads = _outputs_and_gradients(exact_model, _real_images())
+    return probs, grads, exact_probs, exact_grads, model
 
 
 @pytest.mark.parametrize("value, expected", [(None, True), ("1", True), ("0", False)])

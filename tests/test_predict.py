@@ -4,8 +4,6 @@ import csv
 import io
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -199,18 +197,15 @@ def test_boxes_are_in_the_images_own_pixels(box_source, tmp_path):
     assert jsonl["boxes"] == [{"ymin": 1.0}]
 
 
-def test_binary_reports_a_model_path_with_nothing_loadable(tmp_path):
-    (tmp_path / "photo.txt").write_text("x")
-    output = tmp_path / "out.csv"
-    proc = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.predict", f"--model={tmp_path}",
-         f"--output={output}", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 1
-    lines = [line for line in io.StringIO(proc.stderr) if line.startswith("predict:")]
-    assert len(lines) == 1 and str(tmp_path) in lines[0], proc.stderr[-2000:]
-    assert not output.exists()
+def test_binary_reports_a_model_path_with_nothing_loadable(binary_runs):
+    # python -m alexnet_tf.predict --model=FOLDER --output=OUT.csv FOLDER, FOLDER holding only a
+    # text file
+    run = binary_runs["predict"]
+    assert run["code"] == 1
+    model = run["argv"][0].split("=", 1)[1]
+    lines = [line for line in io.StringIO(run["stderr"]) if line.startswith("predict:")]
+    assert len(lines) == 1 and model in lines[0], run["stderr"][-2000:]
+    assert run["written"] == []  # no OUT.csv
 
 
 def test_a_saved_model_and_a_checkpoint_prefix_load_as_models(

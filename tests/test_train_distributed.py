@@ -6,6 +6,7 @@ logical CPU devices (tests/conftest.py), so replicas and towers run in-process; 
 and a kill need processes.
 """
 
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -113,13 +114,19 @@ KILLED = {**SMALL, "train_steps": 60, "checkpoint_every_steps": 5, "log_every_st
 
 def test_killed_and_resumed_run_equals_uninterrupted(tools_data_dir, tmp_path, caplog):
     """`kill -9` of the training binary mid-run; the same command resumes to the same weights."""
-    whole = _train(tools_data_dir, tmp_path / "whole", **KILLED)
     broken = tmp_path / "broken"
     flags = [f"--{k}={v}" for k, v in {**KILLED, "data_dir": tools_data_dir}.items()]
     process = tiny_runs.start("train", *flags, f"--workdir={broken}", step_delay=0.05)
-    tiny_runs.wait_for(broken / "checkpoints" / "checkpoint", [process])
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=TIMEOUT)
+
+    def kill_at_the_first_checkpoint():
+        tiny_runs.wait_for(broken / "checkpoints" / "checkpoint", [process])
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=TIMEOUT)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        killed = pool.submit(kill_at_the_first_checkpoint)
+        whole = _train(tools_data_dir, tmp_path / "whole", **KILLED)  # while the process runs
+        killed.result()
     assert process.returncode == -signal.SIGKILL
     killed_at = tf.train.latest_checkpoint(str(broken / "checkpoints"))
     assert killed_at is not None and not killed_at.endswith("ckpt-60")

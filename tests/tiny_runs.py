@@ -81,13 +81,20 @@ def assert_same_weights(a: str, b: str, exact: bool = True) -> None:
             np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
 
 
+_GIVEN_PORTS = set()
+
+
 def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
+    """`n` ports free now and not handed out before in this process: runs started side by side
+    are never told the same one."""
+    ports = []
+    while len(ports) < n:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            ports.append(port)
     return ports
 
 
@@ -99,16 +106,18 @@ def start(mode: str, *args: str, step_delay: float = 0.0, env=None, **popen) -> 
     return subprocess.Popen([*command, *args], cwd=REPO, env=env, text=True, **popen)
 
 
-def start_workers(data_dir, workdir, config: dict, step_delay: float = 0.0) -> list:
-    """Two local --strategy=multi_worker processes training `config` in `workdir`."""
+def start_workers(data_dir, workdir, config: dict, step_delay: float = 0.0, logs=None) -> list:
+    """Two local --strategy=multi_worker processes training `config` in `workdir`; their output
+    goes to pipes, or to the two open files `logs`."""
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         config_json = json.dumps({**config, "strategy": "multi_worker"})
+        output = {"stdout": logs[index]} if logs else {}
         processes.append(
             start("worker", data_dir, str(workdir), config_json, step_delay=step_delay,
-                  env={"TF_CONFIG": json.dumps(tf_config)})
+                  env={"TF_CONFIG": json.dumps(tf_config)}, **output)
         )  # fmt: skip
     return processes
 
