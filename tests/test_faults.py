@@ -25,10 +25,11 @@ import tiny_runs
 from tiny_runs import SMALL, TIMEOUT, TWO_WORKERS, assert_same_weights, tiny_alexnet
 
 DETERMINISTIC = {**SMALL, "deterministic": True, "seed": 5, "log_every_steps": 100}
-# README: the others stop "within about 10 s" (the coordination service's heartbeats), from the
-# moment the worker is lost to the survivor's exit. Measured 2026-12-05 at load 6 on two cores:
-# 7.9 s after a worker froze, 2.7 s after one was killed; 15 s leaves room for a busier machine.
-LOST_WORKER_BOUND_S = 15
+# README: the others stop "within about 10 s (20 s at worst)" (the coordination service's
+# heartbeats), from the moment the worker is lost to the survivor's exit. Measured on two cores:
+# 8.5-10.3 s in 12 runs after a worker froze (2026-12-06), 1-10 s after one was killed; one run in
+# a full suite took 20.3 s. 25 s bounds that worst case with room for a busier machine.
+LOST_WORKER_BOUND_S = 25
 NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
