@@ -469,27 +469,38 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_p
     assert sorted(os.listdir(tmp_path / "input-worker-1")) == ["checkpoint", *kept]
 
 
-@pytest.mark.parametrize("how", ["frozen", "killed"])
 def test_a_lost_worker_stops_the_other_within_the_readmes_bound(
-    tools_data_dir, tmp_path, how, without_early_processes
+    tools_data_dir, tmp_path, without_early_processes
 ):
+    """Two runs side by side: one loses a frozen worker, the other a killed one. A frozen
+    machine keeps its connections open, so only the missing heartbeats tell; a killed
+    process's connections close."""
     from alexnet_tf.training.preemption import EXIT_RESUMABLE
 
-    processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.1)
-    tiny_runs.wait_for(tmp_path / "input-worker-1" / "ckpt-5.index", processes)
-    # A frozen machine keeps its connections open, so only the missing heartbeats tell; a
-    # killed process's connections close.
-    processes[1].send_signal(signal.SIGSTOP if how == "frozen" else signal.SIGKILL)
-    start = time.time()
+    signals = {"frozen": signal.SIGSTOP, "killed": signal.SIGKILL}
+    runs = {
+        how: tiny_runs.start_workers(tools_data_dir, tmp_path / how, TWO_WORKERS, step_delay=0.1)
+        for how in signals
+    }
+
+    def lose_worker_1(how):  # returns the survivor's output and how long it took to stop
+        survivor, other = runs[how]
+        tiny_runs.wait_for(tmp_path / how / "input-worker-1" / "ckpt-5.index", runs[how])
+        other.send_signal(signals[how])
+        start = time.time()
+        return survivor.communicate(timeout=TIMEOUT)[0], time.time() - start
+
     try:
-        output = processes[0].communicate(timeout=TIMEOUT)[0]
-        took = time.time() - start
+        with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
+            stopped = dict(zip(runs, pool.map(lose_worker_1, runs)))
     finally:
-        processes[1].kill()
-        processes[1].communicate(timeout=TIMEOUT)
-    assert processes[0].returncode == EXIT_RESUMABLE, output
-    assert "lost another worker during step" in output and "Start every worker" in output
-    assert took < LOST_WORKER_BOUND_S, f"the survivor stopped after {took:.1f} s"
+        for process in (p for processes in runs.values() for p in processes):
+            process.kill()
+            process.communicate(timeout=TIMEOUT)
+    for how, (output, took) in stopped.items():
+        assert runs[how][0].returncode == EXIT_RESUMABLE, (how, output)
+        assert "lost another worker during step" in output and "Start every worker" in output
+        assert took < LOST_WORKER_BOUND_S, f"{how}: the survivor stopped after {took:.1f} s"
 
 
 def test_resume_takes_the_newest_checkpoint_every_worker_finished(tmp_path, caplog):

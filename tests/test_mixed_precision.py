@@ -250,35 +250,47 @@ def test_explicit_bfloat16_on_a_cpu_without_it_logs_a_warning(
 
 
 # --- a bfloat16 run's checkpoint in float32, and the bfloat16 SavedModel --------------------
-def test_bfloat16_checkpoint_resumes_in_float32_then_float16_and_exports(tools_data_dir, tmp_path):
-    from alexnet_tf.results import saved_model
-    from alexnet_tf.results.trained_models import CheckpointSource
+def test_a_checkpoint_resumes_in_any_precision(tools_data_dir, tmp_path):
+    """bfloat16, then float32, then float16, in one run's folder: the weights stay float32 and
+    float16's loss scaling adds no checkpoint objects, so each resumes the one before."""
+    from tiny_runs import tiny_alexnet
+
     from alexnet_tf.runs.checkpoints import read_model_config
     from alexnet_tf.training import loop as training
 
-    workdir = str(tmp_path / "run")
-    config = training.TrainConfig(
-        data_dir=tools_data_dir, workdir=workdir, train_steps=1, batch_size=2,
+    config = _one_step_config(tools_data_dir, tmp_path / "run")
+    first = training.train(config, build_model=tiny_alexnet)
+    assert first.checkpoint.endswith("ckpt-1") and np.isfinite(first.loss)
+    assert read_model_config(config.workdir)["mixed_precision"] == "bfloat16"
+    for step, policy in ((2, "none"), (3, "float16")):
+        changed = dataclasses.replace(config, train_steps=step, mixed_precision=policy)
+        resumed = training.train(changed, build_model=tiny_alexnet)
+        assert resumed.step == step and resumed.checkpoint.endswith(f"ckpt-{step}")
+        assert np.isfinite(resumed.loss)
+
+
+def test_the_tools_rebuild_a_bfloat16_run_of_the_real_network_in_float32(tools_data_dir, tmp_path):
+    from alexnet_tf.results.trained_models import CheckpointSource
+    from alexnet_tf.training import loop as training
+
+    config = _one_step_config(tools_data_dir, tmp_path / "run")
+    assert training.train(config).checkpoint.endswith("ckpt-1")
+    # model_config.json says bfloat16; the tools (and so the export) compute in float32.
+    source = CheckpointSource(config.workdir)
+    assert source.config["mixed_precision"] == "bfloat16"
+    assert source.model.get_layer("fc8").compute_dtype == "float32"
+    crops = tf.zeros([1, 227, 227, 3], tf.float32)
+    assert source.model(crops).dtype == tf.float32
+
+
+def _one_step_config(data_dir, workdir):
+    from alexnet_tf.training import loop as training
+
+    return training.TrainConfig(
+        data_dir=data_dir, workdir=str(workdir), train_steps=1, batch_size=2,
         eval_every_steps=0, log_every_steps=1, checkpoint_every_steps=100, init="he",
         input_scale=1 / 64, shuffle_buffer=4, seed=1, mixed_precision="bfloat16",
     )  # fmt: skip
-    first = training.train(config)
-    assert first.checkpoint.endswith("ckpt-1") and np.isfinite(first.loss)
-    assert read_model_config(workdir)["mixed_precision"] == "bfloat16"
-    resumed = training.train(dataclasses.replace(config, train_steps=2, mixed_precision="none"))
-    assert resumed.step == 2 and resumed.checkpoint.endswith("ckpt-2")
-    assert np.isfinite(resumed.loss)
-    # float16's loss scaling adds no checkpoint objects: a float32 checkpoint resumes in it.
-    third = training.train(dataclasses.replace(config, train_steps=3, mixed_precision="float16"))
-    assert third.step == 3 and third.checkpoint.endswith("ckpt-3")
-    # The tools: model_config.json says bfloat16; they rebuild and run in float32.
-    source = CheckpointSource(workdir)
-    assert source.model.get_layer("fc8").compute_dtype == "float32"
-    path = saved_model.export(workdir, str(tmp_path / "export"))
-    loaded = tf.saved_model.load(path)
-    assert loaded.compute_dtype.numpy() == b"float32"
-    crops = tf.zeros([1, 227, 227, 3], tf.uint8)
-    assert loaded.predict_crops(crops)["predictions"].dtype == tf.float32
 
 
 def _validation_crops(data_dir, count=6):
