@@ -278,7 +278,7 @@ def _early_processes(request):
             process.wait()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def without_early_processes(_early_processes):
     """Waits until no early process runs any more: for a test that measures a time."""
     for processes, _ in _early_processes.values():

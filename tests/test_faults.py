@@ -444,63 +444,95 @@ def test_tools_report_a_failed_write_in_one_line(capsys):
 # Several workers: a stop request, a lost worker, the checkpoint every worker finished
 
 
-def test_sigterm_to_one_worker_stops_both_at_the_same_step(tools_data_dir, tmp_path, two_workers):
-    from alexnet_tf.training.preemption import EXIT_RESUMABLE
-
-    processes = tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS, step_delay=0.1)
-    tiny_runs.wait_for(_ckpt(tmp_path, 5) + ".index", processes)
-    processes[1].send_signal(signal.SIGTERM)  # only worker 1 is preempted
-    outputs = tiny_runs.finish(processes)
-    assert [p.returncode for p in processes] == [EXIT_RESUMABLE] * 2, outputs
-    steps = [int(out.split("STOPPED at ")[1].split(":")[0]) for out in outputs]
-    assert steps[0] == steps[1] < 30, outputs
-    assert "stopped by SIGTERM" in outputs[1] and "another worker's stop request" in outputs[0]
-    assert os.path.exists(_ckpt(tmp_path, steps[0]) + ".index")
-    assert os.path.exists(tmp_path / "input-worker-1" / f"ckpt-{steps[0]}.index")
-
-    # Each worker reads its own records: a resumed worker continues its own stream, not the
-    # chief's (which is what the chief's checkpoint holds), or the weights would differ.
-    outputs = tiny_runs.finish(tiny_runs.start_workers(tools_data_dir, tmp_path, TWO_WORKERS))
-    assert all(f"Resumed from {_ckpt(tmp_path, steps[0])}" in out for out in outputs), outputs
-    _assert_same_weights(two_workers["checkpoint"], _ckpt(tmp_path, 30), exact=False)
-    kept = sorted(n for n in os.listdir(tmp_path / "checkpoints") if n != "checkpoint")
-    assert len(kept) == 2 * TWO_WORKERS["keep_checkpoints"]  # .index and .data of each
-    # Worker 1's own input positions, saved at the same steps and pruned like the checkpoints.
-    assert sorted(os.listdir(tmp_path / "input-worker-1")) == ["checkpoint", *kept]
+# The chief's checkpoints, and worker 1's own input positions.
+SAVED = ("checkpoints", "input-worker-1")
 
 
-def test_a_lost_worker_stops_the_other_within_the_readmes_bound(
-    tools_data_dir, tmp_path, without_early_processes
-):
-    """Two runs side by side: one loses a frozen worker, the other a killed one. A frozen
-    machine keeps its connections open, so only the missing heartbeats tell; a killed
-    process's connections close."""
-    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+@pytest.fixture(scope="module")
+def worker_faults(tools_data_dir, tmp_path_factory, without_early_processes):
+    """Three TWO_WORKERS runs side by side, each of whose worker 1 is stopped after its fifth
+    step: by SIGTERM (then both are started again and resume), frozen (SIGSTOP: it keeps its
+    connections open, so only the missing heartbeats tell) and killed (its connections close).
+    Whole processes, so they run together: most of their time is spent importing TensorFlow
+    and, for the frozen one, waiting for the heartbeats.
 
-    signals = {"frozen": signal.SIGSTOP, "killed": signal.SIGKILL}
+    Returns {"sigterm": {"workdir", "codes", "outputs", "saved" ({folder of SAVED: its files}
+    after the stop), "resumed"}, "frozen" | "killed": {"code",
+    "output" (the survivor's), "took" (seconds from the signal to the survivor's exit)}}.
+    """
+    root = tmp_path_factory.mktemp("worker_faults")
     runs = {
-        how: tiny_runs.start_workers(tools_data_dir, tmp_path / how, TWO_WORKERS, step_delay=0.1)
-        for how in signals
+        how: tiny_runs.start_workers(tools_data_dir, root / how, TWO_WORKERS, step_delay=0.1)
+        for how in ("sigterm", "frozen", "killed")
     }
 
-    def lose_worker_1(how):  # returns the survivor's output and how long it took to stop
+    def after_step_5(how, sig):
         survivor, other = runs[how]
-        tiny_runs.wait_for(tmp_path / how / "input-worker-1" / "ckpt-5.index", runs[how])
-        other.send_signal(signals[how])
-        start = time.time()
-        return survivor.communicate(timeout=TIMEOUT)[0], time.time() - start
+        tiny_runs.wait_for(root / how / "input-worker-1" / "ckpt-5.index", runs[how])
+        other.send_signal(sig)
+        return survivor, time.time()
+
+    def stop_and_resume():
+        after_step_5("sigterm", signal.SIGTERM)
+        outputs = tiny_runs.finish(runs["sigterm"])
+        # The same command again, as a scheduler would run it.
+        codes = [p.returncode for p in runs["sigterm"]]
+        saved = {d: sorted(os.listdir(root / "sigterm" / d)) for d in SAVED}  # before the resume
+        again = tiny_runs.start_workers(tools_data_dir, root / "sigterm", TWO_WORKERS)
+        resumed = tiny_runs.finish(again)
+        return {"workdir": root / "sigterm", "codes": codes, "outputs": outputs, "saved": saved,
+                "resumed": resumed}  # fmt: skip
+
+    def lose(how, sig):
+        survivor, start = after_step_5(how, sig)
+        output = survivor.communicate(timeout=TIMEOUT)[0]
+        return {"code": survivor.returncode, "output": output, "took": time.time() - start}
 
     try:
         with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
-            stopped = dict(zip(runs, pool.map(lose_worker_1, runs)))
+            futures = {
+                "sigterm": pool.submit(stop_and_resume),
+                "frozen": pool.submit(lose, "frozen", signal.SIGSTOP),
+                "killed": pool.submit(lose, "killed", signal.SIGKILL),
+            }
+            return {how: future.result() for how, future in futures.items()}
     finally:
         for process in (p for processes in runs.values() for p in processes):
             process.kill()
             process.communicate(timeout=TIMEOUT)
-    for how, (output, took) in stopped.items():
-        assert runs[how][0].returncode == EXIT_RESUMABLE, (how, output)
-        assert "lost another worker during step" in output and "Start every worker" in output
-        assert took < LOST_WORKER_BOUND_S, f"{how}: the survivor stopped after {took:.1f} s"
+
+
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(worker_faults, two_workers):
+    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+
+    run = worker_faults["sigterm"]
+    workdir, outputs = run["workdir"], run["outputs"]
+    assert run["codes"] == [EXIT_RESUMABLE] * 2, outputs
+    steps = [int(out.split("STOPPED at ")[1].split(":")[0]) for out in outputs]
+    assert steps[0] == steps[1] < 30, outputs
+    assert "stopped by SIGTERM" in outputs[1] and "another worker's stop request" in outputs[0]
+    assert all(f"ckpt-{steps[0]}.index" in run["saved"][folder] for folder in SAVED)
+
+    # Each worker reads its own records: a resumed worker continues its own stream, not the
+    # chief's (which is what the chief's checkpoint holds), or the weights would differ.
+    assert all(f"Resumed from {_ckpt(workdir, steps[0])}" in out for out in run["resumed"])
+    _assert_same_weights(two_workers["checkpoint"], _ckpt(workdir, 30), exact=False)
+    kept = sorted(n for n in os.listdir(workdir / "checkpoints") if n != "checkpoint")
+    assert len(kept) == 2 * TWO_WORKERS["keep_checkpoints"]  # .index and .data of each
+    # Worker 1's own input positions, saved at the same steps and pruned like the checkpoints.
+    assert sorted(os.listdir(workdir / "input-worker-1")) == ["checkpoint", *kept]
+
+
+@pytest.mark.parametrize("how", ["frozen", "killed"])
+def test_a_lost_worker_stops_the_other_within_the_readmes_bound(worker_faults, how):
+    from alexnet_tf.training.preemption import EXIT_RESUMABLE
+
+    survivor = worker_faults[how]
+    output = survivor["output"]
+    assert survivor["code"] == EXIT_RESUMABLE, output
+    assert "lost another worker during step" in output and "Start every worker" in output
+    took = survivor["took"]
+    assert took < LOST_WORKER_BOUND_S, f"the survivor stopped after {took:.1f} s"
 
 
 def test_resume_takes_the_newest_checkpoint_every_worker_finished(tmp_path, caplog):
