@@ -25,9 +25,9 @@ Runs (read-only: copy a workdir with `shutil.copytree` before training on in it)
     binary_runs      every binary's usage errors and a few working runs, in one interpreter.
 
 The processes of exported_model, two_workers and binary_runs start with the session's first
-test and run beside the others; the tests that read binary_runs run near the end, and a test
-that measures a time asks for `without_early_processes`, which waits until none runs (such
-tests run last).
+test and run beside the others; the tests that read exported_model or binary_runs run near the
+end, and a test that measures a time asks for `without_early_processes`, which waits until none
+runs (such tests run last).
 
 The stand-in network (`tiny_runs.tiny_alexnet`, with `training.train(config,
 build_model=tiny_alexnet)`) is what training-loop tests use: a step takes milliseconds.
@@ -253,12 +253,14 @@ _EARLY = ("exported_model", "two_workers", "binary_runs")
 
 
 def pytest_collection_modifyitems(items):
-    """Moves the tests that read `binary_runs` towards the end, and the tests that wait for no
-    early process to run after them (by then none runs), each in their order (a stable sort)."""
+    """Moves the tests that read an early process's result towards the end (`exported_model`'s,
+    then `binary_runs`'), so that the processes have the time, and the tests that wait for no
+    early process to run after them; each group in its order (a stable sort)."""
     items.sort(
         key=lambda item: (
             "without_early_processes" in item.fixturenames,
             "binary_runs" in item.fixturenames,
+            "exported_model" in item.fixturenames,
         )
     )
 
