@@ -476,9 +476,9 @@ def worker_faults(tools_data_dir, tmp_path_factory, without_early_processes):
     def stop_and_resume():
         after_step_5("sigterm", signal.SIGTERM)
         outputs = tiny_runs.finish(runs["sigterm"])
-        # The same command again, as a scheduler would run it.
         codes = [p.returncode for p in runs["sigterm"]]
         saved = {d: sorted(os.listdir(root / "sigterm" / d)) for d in SAVED}  # before the resume
+        # The same command again, as a scheduler would run it.
         again = tiny_runs.start_workers(tools_data_dir, root / "sigterm", TWO_WORKERS)
         resumed = tiny_runs.finish(again)
         return {"workdir": root / "sigterm", "codes": codes, "outputs": outputs, "saved": saved,

@@ -17,11 +17,11 @@ tests can fake them; `resolve(requested)` reads this machine's. `--mixed_precisi
   Intel Sapphire Rapids and later, AMD Zen 4 and later): bfloat16. Measured (BUILD.md, "Half
   precision"): ~2.1x float32's training speed on a Xeon with AMX, and 1.6x (train) and 1.5x
   (inference) float32's per CPU-second on an AMD EPYC with AVX512_BF16 and no AMX;
-* any other CPU, and any machine whose flags cannot be read (not Linux): float32, the safe side
-  (so is a CPU whose oneDNN is capped below its bfloat16 instructions by `ONEDNN_MAX_CPU_ISA`,
-  e.g. `AVX512_CORE`: oneDNN then runs bfloat16 without them, at about half float32's speed)
-  (not measured: oneDNN then emulates bfloat16 with float32 instructions, and without AVX-512
-  TensorFlow falls back to its own kernels, as for float16). float16 is never picked on a CPU:
+* any other CPU, and any machine whose flags cannot be read (not Linux): float32, the safe side.
+  So is a CPU whose oneDNN is capped below its bfloat16 instructions by `ONEDNN_MAX_CPU_ISA`
+  (e.g. `AVX512_CORE`): oneDNN then emulates bfloat16 with float32 instructions, measured at a
+  third of float32's speed (BUILD.md); without AVX-512 TensorFlow falls back to its own kernels,
+  as for float16 (not measured). float16 is never picked on a CPU:
   oneDNN has float16 kernels only with AVX512_FP16; TensorFlow's own are several times slower
   (a batch-2 training step: 2.5 s against 0.4 s in bfloat16, AMD EPYC).
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Iterable, Iterator, Sequence
 
 POLICIES = ("none", "auto", "float16", "bfloat16")
@@ -201,8 +202,6 @@ def gpu_capabilities() -> list[tuple[int, int]]:
 def resolve(requested: str) -> Choice:
     """`choose` for this machine: its GPUs if it has any, else its CPU's flags (as oneDNN may use
     them: see `usable_cpu_flags`)."""
-    import os
-
     gpus = gpu_capabilities() if requested != "none" else []
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
     flags = read_cpu_flags()
