@@ -26,8 +26,9 @@ Runs (read-only: copy a workdir with `shutil.copytree` before training on in it)
 
 The processes of exported_model, two_workers and binary_runs start with the session's first
 test and run beside the others; the tests that read exported_model or binary_runs run near the
-end, and a test that measures a time asks for `without_early_processes`, which waits until none
-runs (such tests run last).
+end. Then the background jobs (tests/background.py: a signal, a kill, lost workers, fresh
+interpreters) run one after another beside the in-process tests, and the tests that read them
+run last.
 
 The stand-in network (`tiny_runs.tiny_alexnet`, with `training.train(config,
 build_model=tiny_alexnet)`) is what training-loop tests use: a step takes milliseconds.
@@ -254,11 +255,19 @@ _EARLY = ("exported_model", "two_workers", "binary_runs")
 
 def pytest_collection_modifyitems(items):
     """Moves the tests that read an early process's result towards the end (`exported_model`'s,
-    then `binary_runs`'), so that the processes have the time, and the tests that wait for no
-    early process to run after them; each group in its order (a stable sort)."""
+    then `binary_runs`'), so that the processes have the time, and after them the tests that read
+    a background job's (tests/background.py), in the jobs' order; each group in its order (a
+    stable sort)."""
+    import background
+
+    jobs = list(background.JOBS)
+
+    def last_job(item) -> int:
+        return max((jobs.index(n) + 1 for n in item.fixturenames if n in jobs), default=0)
+
     items.sort(
         key=lambda item: (
-            "without_early_processes" in item.fixturenames,
+            last_job(item),
             "binary_runs" in item.fixturenames,
             "exported_model" in item.fixturenames,
         )
@@ -280,12 +289,40 @@ def _early_processes(request):
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def without_early_processes(_early_processes):
-    """Waits until no early process runs any more: for a test that measures a time."""
-    for processes, _ in _early_processes.values():
-        for process in processes:
-            process.wait(timeout=600)
+@pytest.fixture(scope="session", autouse=True)
+def _background_jobs(_early_processes, request):
+    """Runs the background jobs (tests/background.py) that collected tests read, one after
+    another in a thread, once the early processes have exited (until then they keep both cores
+    busy); yields a function from a job's name to its result."""
+    import concurrent.futures
+
+    import background
+
+    def submit(name):
+        function, fixtures = background.JOBS[name]
+        folder = request.getfixturevalue("tmp_path_factory").mktemp(name)
+        values = [request.getfixturevalue(f) for f in fixtures]  # in the main thread
+        futures[name] = pool.submit(function, folder, *values)
+
+    def wait_for_the_early_processes():
+        for processes, _ in _early_processes.values():
+            for process in processes:
+                process.wait()
+
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="background")
+    pool.submit(wait_for_the_early_processes)
+    futures = {}
+    for name in background.JOBS:
+        if any(name in item.fixturenames for item in request.session.items):
+            submit(name)
+
+    def result(name):
+        if name not in futures:  # a test that asks for it with request.getfixturevalue
+            submit(name)
+        return futures[name].result()
+
+    yield result
+    pool.shutdown(cancel_futures=True)
 
 
 def _start(started: dict, name: str, request) -> None:

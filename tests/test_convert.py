@@ -20,6 +20,7 @@ import sys
 import tarfile
 import time
 
+import background
 import numpy as np
 import pytest
 from PIL import Image
@@ -85,9 +86,12 @@ def _voc_xml(width, height, *objects):
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    """The planted tree: {"root", "train", "val", "labels", "bbox", "sources"}."""
+    """The planted tree: {"root", "train", "val", "labels", "bbox", "files"}."""
+    return _plant_tree(str(tmp_path_factory.mktemp("ilsvrc")))
+
+
+def _plant_tree(root: str) -> dict:
     photos = sample_photographs()
-    root = str(tmp_path_factory.mktemp("ilsvrc"))
     train, val = os.path.join(root, "train"), os.path.join(root, "val")
     china = encode_jpeg(photos["china"])
     files = {
@@ -458,12 +462,45 @@ def _digests(folder):
     }
 
 
-def test_killed_run_resumes_to_identical_shards(tree, converted, tmp_path):
-    """SIGKILL mid-run leaves only whole shards; the re-run (2 workers) equals the reference."""
-    import tensorflow as tf
+# A program that converts with two workers; its first line runs in every process that imports it.
+_PROGRAM = """
+import os
+with open(os.environ["IMPORTED_BY"], "a") as f:
+    f.write(f"{os.getpid()}\\n")
+from alexnet_tf.convert import convert
 
-    reference, _ = converted
-    output = str(tmp_path / "out")
+if __name__ == "__main__":
+    result = convert(output_dir=os.environ["OUT"], train_dir=os.environ["TRAIN"],
+                     train_shards=2, resize=256, num_workers=2, show_progress=False)
+    assert result.complete and result.shards_written == 2, result
+"""
+
+
+def test_workers_do_not_import_the_program_that_started_them(tree, tmp_path):
+    """A binary imports TensorFlow; a spawned worker that imported it again would spend seconds
+    before its first image. Run as `python -m` (a module name) and as a script (a path)."""
+    (tmp_path / "program.py").write_text(_PROGRAM)
+    runs = {"module": ["-m", "program"], "script": [str(tmp_path / "program.py")]}
+    started = {}
+    for how, args in runs.items():
+        env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}", "TRAIN": tree["train"],
+               "OUT": str(tmp_path / how), "IMPORTED_BY": str(tmp_path / f"{how}.txt")}  # fmt: skip
+        started[how] = subprocess.Popen(
+            [sys.executable, *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+        )
+    for how, process in started.items():
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        assert (tmp_path / f"{how}.txt").read_text() == f"{process.pid}\n"  # the parent only
+
+
+@background.job()
+def killed_conversion(folder):
+    """The tool on a tree of its own (the same files as `tree`), SIGKILLed once its first shard
+    is whole, then the same command with two workers and --verify. Returns {"output", "killed"
+    (a copy of the folder as the kill left it), "code", "stderr" (the second run's)}."""
+    tree = _plant_tree(str(folder / "ilsvrc"))
+    output = str(folder / "out")
     args = [
         f"--output_dir={output}",
         f"--train_dir={tree['train']}",
@@ -474,21 +511,35 @@ def test_killed_run_resumes_to_identical_shards(tree, converted, tmp_path):
         "--val_shards=2",
     ]
     first = _tool([*args, "--num_workers=1"], start_new_session=True, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (os.path.isdir(output) and _digests(output)) and first.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.002)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    done = _digests(output)
-    assert 0 < len(done) < 8, "the kill should land mid-run"
-    assert not os.path.exists(os.path.join(output, "manifest.json"))
-    for name in done:  # every shard under a final name is whole
-        tf.data.TFRecordDataset(os.path.join(output, name)).reduce(0, lambda n, _: n + 1)
-
+    try:
+        deadline = time.monotonic() + 120
+        while not (os.path.isdir(output) and _digests(output)) and first.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    shutil.copytree(output, folder / "killed")
     second = _tool([*args, "--num_workers=2", "--verify"], stderr=subprocess.PIPE, text=True)
     _, stderr = second.communicate(timeout=300)
-    assert second.returncode == 0, stderr
+    return {"output": output, "killed": str(folder / "killed"), "code": second.returncode,
+            "stderr": stderr}  # fmt: skip
+
+
+def test_killed_run_resumes_to_identical_shards(killed_conversion, converted):
+    """SIGKILL mid-run leaves only whole shards; the re-run (2 workers) equals the reference."""
+    import tensorflow as tf
+
+    reference, _ = converted
+    run = killed_conversion
+    done = _digests(run["killed"])
+    assert 0 < len(done) < 8, "the kill should land mid-run"
+    assert not os.path.exists(os.path.join(run["killed"], "manifest.json"))
+    for name in done:  # every shard under a final name is whole
+        tf.data.TFRecordDataset(os.path.join(run["killed"], name)).reduce(0, lambda n, _: n + 1)
+
+    output, stderr = run["output"], run["stderr"]
+    assert run["code"] == 0, stderr
     assert f"{len(done)} kept" in stderr
     assert _digests(output) == _digests(reference)
     with (

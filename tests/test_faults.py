@@ -19,6 +19,7 @@ import signal
 import subprocess
 import time
 
+import background
 import numpy as np
 import pytest
 import tiny_runs
@@ -107,17 +108,16 @@ def uninterrupted(tools_data_dir, tmp_path_factory):
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
 
 
-@pytest.fixture(scope="module")
-def signalled(tools_data_dir, tmp_path_factory, request):
+@background.job("tools_data_dir")
+def signalled(folder, tools_data_dir):
     """`python -m alexnet_tf.train` (the stand-in network) with STOP's flags, once per signal,
-    both processes at once; each gets its signal after its first step. `uninterrupted` is
-    trained here meanwhile.
+    both processes at once; each gets its signal after its first step.
 
     Returns {name: (workdir, exit status, stderr)}.
     """
     runs = {}
     for name in SIGNALS:
-        workdir = tmp_path_factory.mktemp(name)
+        workdir = folder / name
         flags = [f"--{k}={v}" for k, v in {**STOP, "data_dir": tools_data_dir}.items()]
         runs[name] = workdir, tiny_runs.start(
             "train", *flags, f"--workdir={workdir}", step_delay=0.05,
@@ -129,7 +129,6 @@ def signalled(tools_data_dir, tmp_path_factory, request):
                 name: pool.submit(_signal_after_step_1, process, SIGNALS[name])
                 for name, (_, process) in runs.items()
             }
-            request.getfixturevalue("uninterrupted")
             return {name: (runs[name][0], *future.result()) for name, future in futures.items()}
     finally:
         for _, process in runs.values():
@@ -449,8 +448,8 @@ def test_tools_report_a_failed_write_in_one_line(capsys):
 SAVED = ("checkpoints", "input-worker-1")
 
 
-@pytest.fixture(scope="module")
-def worker_faults(tools_data_dir, tmp_path_factory, without_early_processes):
+@background.job("tools_data_dir")
+def worker_faults(root, tools_data_dir):
     """Three TWO_WORKERS runs side by side, each of whose worker 1 is stopped after its fifth
     step: by SIGTERM (then both are started again and resume), frozen (SIGSTOP: it keeps its
     connections open, so only the missing heartbeats tell) and killed (its connections close).
@@ -461,7 +460,6 @@ def worker_faults(tools_data_dir, tmp_path_factory, without_early_processes):
     after the stop), "resumed"}, "frozen" | "killed": {"code",
     "output" (the survivor's), "took" (seconds from the signal to the survivor's exit)}}.
     """
-    root = tmp_path_factory.mktemp("worker_faults")
     runs = {
         how: tiny_runs.start_workers(tools_data_dir, root / how, TWO_WORKERS, step_delay=0.1)
         for how in ("sigterm", "frozen", "killed")

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import warnings
 
+import background
 import keras
 import numpy as np
 import pytest
@@ -65,7 +66,10 @@ def _exact_lrn(x, k=2.0, n=5, alpha=1e-4, beta=0.75):
     return x * (k + alpha * window) ** -beta
 
 
-def test_onednn_gives_the_numbers_of_tensorflows_own_kernels(tmp_path, monkeypatch):
+@background.job()
+def other_kernels(folder):
+    """The outputs and gradients of a process with the other oneDNN setting than the tests'
+    (the path of its .npz), and its exit status and stderr."""
     here = performance.onednn_enabled()
     env = {
         **os.environ,
@@ -73,21 +77,19 @@ def test_onednn_gives_the_numbers_of_tensorflows_own_kernels(tmp_path, monkeypat
         "PYTHONPATH": REPO,
         performance.ONEDNN_VARIABLE: "0" if here else "1",
     }
-    out = tmp_path / "other.npz"
-    # The other setting's process runs while this one computes its own numbers and float64's.
-    proc = subprocess.Popen(
+    out = folder / "other.npz"
+    proc = subprocess.run(
         [sys.executable, "-c", _RUN, str(out), os.path.dirname(os.path.abspath(__file__))],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        probs, grads, exact_probs, exact_grads, model = _here_and_exact(monkeypatch)
-        _, stderr = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, stderr[-3000:]
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    return out, proc.returncode, proc.stderr
+
+
+def test_onednn_gives_the_numbers_of_tensorflows_own_kernels(other_kernels, monkeypatch):
+    here = performance.onednn_enabled()
+    probs, grads, exact_probs, exact_grads, model = _here_and_exact(monkeypatch)
+    out, returncode, stderr = other_kernels
+    assert returncode == 0, stderr[-3000:]
     other = np.load(out)
     assert bool(other["onednn"]) != here  # the two settings really differ
     assert bool(other["asked"]) == bool(other["onednn"])  # and enable_onednn() said which

@@ -2,13 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from binaries import run_main
 
 from alexnet_tf.data import small_images
 from alexnet_tf.data.shard_checks import InputError
@@ -243,29 +242,7 @@ def _write_subset(source_dir: str, output_dir: str, keep, splits=("train",)) -> 
     return output_dir
 
 
-_RUNS = """
-import contextlib, io, json, sys
-from alexnet_tf import relu_vs_tanh
-from absl import flags
-results = []
-for argv in json.loads(sys.argv[1]):
-    out, err = io.StringIO(), io.StringIO()
-    sys.argv = ["relu_vs_tanh", *argv]
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            relu_vs_tanh.run_main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    results.append({"code": code, "stderr": err.getvalue()})
-    for flag in flags.FLAGS:
-        flags.FLAGS[flag].unparse()
-print(json.dumps(results))
-"""
-
-
 def test_the_binary_names_what_a_data_dir_lacks(demo_data_dir, tmp_path):
-    # The exit status and the one-line message are the process's: one interpreter runs each case.
     one_class = _write_subset(demo_data_dir, str(tmp_path / "one"), lambda label: label == 3)
     no_train = _write_subset(demo_data_dir, str(tmp_path / "val"), bool, splits=("validation",))
     out = tmp_path / "figure"
@@ -275,22 +252,16 @@ def test_the_binary_names_what_a_data_dir_lacks(demo_data_dir, tmp_path):
         [f"--data_dir={no_train}", f"--output_dir={out}"],
         [f"--data_dir={demo_data_dir}", f"--output_dir={out}", "--threshold=1.5"],
     ]
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run(
-        [sys.executable, "-c", _RUNS, json.dumps(cases)], capture_output=True, text=True,
-        timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": repo},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = json.loads(proc.stdout.strip().splitlines()[-1])
+    runs = [run_main("relu_vs_tanh", *argv) for argv in cases]  # exit status, stderr
     expected = [
         "all of 1 class",
         "80 training images, fewer than one batch of --batch_size=128",
         "has no 'train' split",
         "--threshold must be in (0, 1)",
     ]
-    for run, words in zip(runs, expected, strict=True):
-        assert run["code"] == 1, run
-        lines = [line for line in run["stderr"].splitlines() if line.startswith("relu_vs_tanh")]
-        assert len(lines) == 1 and words in lines[0], run["stderr"]
-        assert "Traceback" not in run["stderr"]
+    for (code, stderr), words in zip(runs, expected, strict=True):
+        assert code == 1, stderr
+        lines = [line for line in stderr.splitlines() if line.startswith("relu_vs_tanh")]
+        assert len(lines) == 1 and words in lines[0], stderr
+        assert "Traceback" not in stderr
     assert not out.exists()

@@ -8,38 +8,17 @@ import os
 import subprocess
 import sys
 
+import background
 import numpy as np
 import pytest
-from absl import app, flags
+from absl import flags
 
 from alexnet_tf.cli import startup
 from alexnet_tf.model import filters
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "alexnet_tf")
-from binaries import BINARIES, TOOLS, binary  # noqa: E402
-
-
-def run_main(name: str, *args: str) -> tuple[int, str]:
-    """Parses `args` as the binary's flags and runs its `main`; returns (exit status, stderr)."""
-    stderr = io.StringIO()
-    with (
-        binary(name) as module,
-        contextlib.redirect_stderr(stderr),
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
-        try:
-            flags.FLAGS([name, *args])
-            code = module.main([name]) or 0
-        except app.UsageError as e:
-            print(f"{name}: error: {e}", file=stderr)
-            code = 1
-        except SystemExit as e:
-            code = e.code
-            if isinstance(code, str):  # sys.exit(message): Python prints it on stderr
-                print(code, file=stderr)
-                code = 1
-    return code, stderr.getvalue()
+from binaries import BINARIES, TOOLS, binary, run_main  # noqa: E402
 
 
 @pytest.fixture
@@ -146,25 +125,35 @@ def _start(*args: str, **env: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def test_a_binary_starts_quietly_unless_asked_for_tensorflows_logs():
-    # Three fresh processes (the log level is read when TensorFlow loads), started together.
+@background.job()
+def usage_errors_in_fresh_processes(_):
+    """`describe --num_classes=0` in three fresh processes (the log level is read when
+    TensorFlow loads), started together: the user's environment, CI's TF_CPP_MIN_LOG_LEVEL=2 and
+    TensorFlow's logs asked for (0). Returns [(exit status, stderr)] in that order."""
     started = [
         _start("--num_classes=0"),
-        _start("--num_classes=0", TF_CPP_MIN_LOG_LEVEL="2"),  # CI's
+        _start("--num_classes=0", TF_CPP_MIN_LOG_LEVEL="2"),
         _start("--num_classes=0", TF_CPP_MIN_LOG_LEVEL="0"),
     ]
     try:
-        (_, quiet), (_, ci), (_, loud) = (p.communicate(timeout=300) for p in started)
+        stderrs = [p.communicate(timeout=300)[1] for p in started]
+        return [(p.returncode, stderr) for p, stderr in zip(started, stderrs, strict=True)]
     finally:
         for p in started:
             p.kill()
-    assert started[0].returncode == 1
+
+
+def test_a_binary_starts_quietly_unless_asked_for_tensorflows_logs(
+    usage_errors_in_fresh_processes,
+):
+    (code, quiet), (_, ci), (loud_code, loud) = usage_errors_in_fresh_processes
+    assert code == 1
     # The program's own line is the only one: no cuInit, oneDNN or absl pre-init notice.
     assert quiet.splitlines() == [
         "describe: error: --num_classes must be >= 1; received 0 (see --help)"
     ], quiet
     assert ci == quiet
-    assert started[2].returncode == 1
+    assert loud_code == 1
     assert len(loud.splitlines()) > 1 and "absl::InitializeLog" in loud
     assert loud.splitlines()[-1].startswith("describe: error: --num_classes")
 

@@ -6,12 +6,12 @@ logical CPU devices (tests/conftest.py), so replicas and towers run in-process; 
 and a kill need processes.
 """
 
-import concurrent.futures
 import dataclasses
 import logging
 import os
 import signal
 
+import background
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -112,24 +112,28 @@ KILLED = {**SMALL, "train_steps": 60, "checkpoint_every_steps": 5, "log_every_st
           "deterministic": True, "seed": 7, "keep_checkpoints": 2}  # fmt: skip
 
 
-def test_killed_and_resumed_run_equals_uninterrupted(tools_data_dir, tmp_path, caplog):
-    """`kill -9` of the training binary mid-run; the same command resumes to the same weights."""
-    broken = tmp_path / "broken"
+@background.job("tools_data_dir")
+def killed_run(folder, tools_data_dir):
+    """The training binary (the stand-in network) with KILLED's flags, `kill -9`ed once its
+    first checkpoint is written. Returns (its workdir, its exit status)."""
+    broken = folder / "broken"
     flags = [f"--{k}={v}" for k, v in {**KILLED, "data_dir": tools_data_dir}.items()]
     process = tiny_runs.start("train", *flags, f"--workdir={broken}", step_delay=0.05)
-
-    def kill_at_the_first_checkpoint():
+    try:
         tiny_runs.wait_for(broken / "checkpoints" / "checkpoint", [process])
+    finally:
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=TIMEOUT)
+    return broken, process.returncode
 
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        killed = pool.submit(kill_at_the_first_checkpoint)
-        whole = _train(tools_data_dir, tmp_path / "whole", **KILLED)  # while the process runs
-        killed.result()
-    assert process.returncode == -signal.SIGKILL
+
+def test_killed_and_resumed_run_equals_uninterrupted(killed_run, tools_data_dir, tmp_path, caplog):
+    """`kill -9` of the training binary mid-run; the same command resumes to the same weights."""
+    broken, returncode = killed_run
+    assert returncode == -signal.SIGKILL
     killed_at = tf.train.latest_checkpoint(str(broken / "checkpoints"))
     assert killed_at is not None and not killed_at.endswith("ckpt-60")
+    whole = _train(tools_data_dir, tmp_path / "whole", **KILLED)
 
     # Resumed without the device prefetch: the batches the killed run had copied ahead come
     # from the checkpoint, so the stream (and every weight) is the uninterrupted run's.

@@ -16,11 +16,13 @@ numpy and google-crc32c only), so a worker starts in a fraction of a second and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import multiprocessing
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -256,12 +258,15 @@ def run_tasks(
     try:
         # An executor, not multiprocessing.Pool: if a worker dies (a decoder crash, the OOM
         # killer), the pending shards fail with BrokenProcessPool instead of waiting forever.
-        with futures.ProcessPoolExecutor(
-            min(num_workers, len(tasks)),
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(queue,),
-        ) as pool:
+        with (
+            _main_module_hidden(),
+            futures.ProcessPoolExecutor(
+                min(num_workers, len(tasks)),
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(queue,),
+            ) as pool,
+        ):
             submitted = [(task, pool.submit(_in_worker, task)) for task in tasks]
             for task, future in submitted:
                 try:
@@ -275,6 +280,28 @@ def run_tasks(
         queue.put(None)
         reader.join()
     return results
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Spawned workers import nothing of the program that started them.
+
+    A spawned child first imports the parent's main module (by its module name under
+    `python -m`, by its path otherwise), and a binary's imports TensorFlow: seconds of CPU per
+    worker before its first image. The workers need only this module, which pickling names, so
+    while they start the main module shows neither its spec nor its file, and multiprocessing
+    leaves it out.
+    """
+    main = sys.modules["__main__"]
+    saved = {
+        name: main.__dict__[name] for name in ("__spec__", "__file__") if name in main.__dict__
+    }
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
 
 
 def _raise_write_error(result: ShardResult) -> None:
