@@ -1,4 +1,5 @@
-"""The project's promises about itself: CI runs the README's command, the describe binary runs."""
+"""The project's promises about itself: CI runs the README's command, the README keeps to its
+budget, the describe binary runs."""
 
 import os
 import re
@@ -17,6 +18,11 @@ def test_ci_runs_the_readmes_test_command():
     assert block, "README.md must show the test command after 'The tests (the command CI runs):'"
     command = block.group(1).strip()
     assert command in _read(".ci/run").splitlines()
+
+
+def test_the_readme_is_a_guide_within_its_budget():
+    # 12 KB: what a user reads before the first command; figures and decisions go to BUILD.md
+    assert len(_read("README.md").encode()) <= 12_000
 
 
 def test_describe_prints_the_papers_counts(binary_runs):
