@@ -141,11 +141,11 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     if not common_flags.DATA_DIR.value or not common_flags.WORKDIR.value:
-        sys.exit("error: --data_dir and --workdir are required (or --flagfile=configs/....cfg)")
+        raise app.UsageError("--data_dir and --workdir are required (or --flagfile=configs/X.cfg)")
     try:
         config = config_from_flags(common_flags.DATA_DIR.value, common_flags.WORKDIR.value)
     except training.ConfigError as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"train: error: {e}")
     try:
         check_before_writing(config)  # flags, data and checkpoints: nothing is written before
         common_flags.write_flags_file(config.workdir)
@@ -158,7 +158,7 @@ def main(argv: list[str]) -> None:
         input_pipeline.InputError,
         WriteError,
     ) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"train: error: {e}")
     logging.info(
         "Finished at step %d: %s (checkpoint %s)", result.step, result.eval, result.checkpoint
     )

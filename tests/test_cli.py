@@ -34,6 +34,7 @@ def test_a_usage_error_is_one_line_and_writes_nothing(binary_runs, name, flag):
     result = binary_runs[name]
     lines = [line for line in result["stderr"].splitlines() if line.strip()]
     assert len(lines) == 1 and flag in lines[0], result["stderr"]
+    assert lines[0].startswith(f"{name.split(':')[0]}: error: ")  # which program is talking
     assert result["code"] not in (0, None)
     assert result["written"] == []
 

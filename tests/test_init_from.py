@@ -130,7 +130,7 @@ def test_binary_exits_1_with_one_line_and_writes_nothing(binary_runs):
     result = binary_runs["train:init_from"]
     source = result["argv"][2].split("=", 1)[1]
     assert result["code"] == 1
-    errors = [line for line in result["stderr"].splitlines() if line.startswith("error:")]
+    errors = [line for line in result["stderr"].splitlines() if line.startswith("train: error:")]
     assert len(errors) == 1 and source in errors[0], result["stderr"][-2000:]
     assert "Traceback" not in result["stderr"]
     assert result["written"] == []  # no --workdir
