@@ -50,6 +50,23 @@ def test_run_turns_a_usage_error_into_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "export: error: pass --export_dir (see --help)\n"
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["export", "--no_such_flag"], "Unknown command line flag 'no_such_flag'"),
+        (["export", "--verbosity=loud"], "flag --verbosity=loud: invalid literal for int()"),
+    ],
+)
+def test_run_turns_a_flag_absl_cannot_parse_into_one_line(monkeypatch, capsys, argv, message):
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        shared_flags.run(lambda _: pytest.fail("main ran"), "export")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"export: error: {message}") and err.endswith(" (see --help)\n"), err
+    assert err.count("\n") == 1
+
+
 def _files(folder):
     found = {}
     for root, _, names in os.walk(folder):

@@ -452,7 +452,15 @@ def test_tool_exit_status_and_message_on_bad_input(tree, tmp_path):
     )
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2
-    assert f"--val_labels={missing} can't be read" in stderr
+    assert stderr.startswith(f"build_imagenet_tfrecords: error: --val_labels={missing} can't")
+    assert stderr.count("\n") == 1
+    # A flag absl can't parse is bad input too: one line, status 2, nothing written.
+    unknown = _tool([f"--output_dir={tmp_path / 'new'}", "--train_shard=4"], stderr=subprocess.PIPE,
+                    text=True)  # fmt: skip
+    _, stderr = unknown.communicate(timeout=120)
+    assert unknown.returncode == 2
+    assert stderr.startswith("build_imagenet_tfrecords: error: Unknown command line flag")
+    assert stderr.count("\n") == 1 and not (tmp_path / "new").exists()
 
 
 def _digests(folder):

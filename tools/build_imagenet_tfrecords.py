@@ -2,7 +2,8 @@ r"""Converts ILSVRC-2012 (or any data in its layout) to TFRecord shards and mani
 
 Section 2 of the paper: images rescaled so the shorter side is 256, then the central 256×256
 patch (`--resize=256`); the mean image and RGB eigenvectors of sections 2 and 4.1 are computed
-in the same pass. Exit status 0 only when every shard (and, with --verify, every record) is good.
+in the same pass. Exit status 0 only when every shard (and, with --verify, every record) is good;
+1 when the output is incomplete, 2 for bad input (a flag, a folder, a labels file).
 
     python tools/build_imagenet_tfrecords.py \
         --train_dir=/data/ILSVRC2012/train --val_dir=/data/ILSVRC2012/val \
@@ -69,11 +70,13 @@ flags.DEFINE_integer("num_workers", None, "Writer processes (default: all cores)
 flags.DEFINE_integer("seed", DEFAULT_SEED, "Seed of the record shuffle.")
 flags.DEFINE_bool("verify", False, "Re-read every shard after writing and check it.")
 flags.mark_flag_as_required("output_dir")
+PROGRAM = "build_imagenet_tfrecords"
+BAD_INPUT = 2  # exit status: nothing was converted; 1 is an incomplete output
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}", exitcode=BAD_INPUT)
     try:
         result = convert(
             output_dir=FLAGS.output_dir,
@@ -92,10 +95,13 @@ def main(argv: list[str]) -> int:
             seed=FLAGS.seed,
         )
     except ConvertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
+        return BAD_INPUT
     except WriteError as e:  # no space, quota, read-only: whole shards are kept
-        print(f"error: {e}; free some space and run the same command to resume", file=sys.stderr)
+        print(
+            f"{PROGRAM}: error: {e}; free some space and run the same command to resume",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print(
@@ -115,7 +121,7 @@ def main(argv: list[str]) -> int:
     )
     if not result.complete:
         for error in result.errors:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         print("incomplete: run the same command again to finish", file=sys.stderr)
         return 1
     print(f"wrote {result.manifest_path}", file=sys.stderr)
@@ -123,7 +129,7 @@ def main(argv: list[str]) -> int:
         try:
             checked = verify(FLAGS.output_dir)
         except ManifestError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"{PROGRAM}: error: {e}", file=sys.stderr)
             return 1
         for problem in checked.problems:
             print(f"verify: {problem}", file=sys.stderr)
@@ -134,4 +140,4 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     startup.quiet_start()
-    startup.run(main, "build_imagenet_tfrecords")
+    startup.run(main, PROGRAM, usage_status=BAD_INPUT)

@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
                 boxes=FLAGS.boxes,
             )
     except DemoDataError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"make_demo_dataset: error: {e}", file=sys.stderr)
         return 2
     print(
         f"wrote {info['num_train']} training and {info['num_val']} validation images of "

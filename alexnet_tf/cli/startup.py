@@ -81,19 +81,33 @@ def asks_for_help(argv: Sequence[str]) -> bool:
 
 
 def run(
-    main: Callable[[list[str]], int | None], program: str, argv: list[str] | None = None
+    main: Callable[[list[str]], int | None],
+    program: str,
+    argv: list[str] | None = None,
+    usage_status: int = 1,
 ) -> None:
-    """`app.run(main)`, except that `--help` exits 0 and an `app.UsageError` prints one line,
-    `program: error: ...` (absl would print the whole help text above it and exit 1 for both).
+    """`app.run(main)`, except that `--help` exits 0, and a usage error or a flag absl can't
+    parse prints one line, `program: error: ...`, and exits non-zero (absl would print the whole
+    help text above a usage error, a "FATAL Flags parsing error" and a hint for a bad flag, and
+    exit 1 after --help).
 
     Args:
         main: the binary's main; its return value is the exit status (None: 0).
         program: the name errors start with.
         argv: the command line (sys.argv by default).
+        usage_status: the exit status for a flag absl can't parse (an `app.UsageError` carries
+            its own).
     """
-    from absl import app
+    from absl import app, flags
 
     argv = sys.argv if argv is None else argv
+
+    def parse(args: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as e:  # an unknown flag, a value of the wrong type
+            print(f"{program}: error: {e} (see --help)", file=sys.stderr)
+            sys.exit(usage_status)
 
     def checked(args: list[str]) -> int | None:
         try:
@@ -103,7 +117,7 @@ def run(
             sys.exit(e.exitcode)
 
     try:
-        app.run(checked, argv=argv)
+        app.run(checked, argv=argv, flags_parser=parse)
     except SystemExit as e:
         if e.code == 1 and asks_for_help(argv):  # absl exits 1 after printing the help
             raise SystemExit(0) from None
