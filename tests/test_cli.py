@@ -67,6 +67,19 @@ def test_run_turns_a_flag_absl_cannot_parse_into_one_line(monkeypatch, capsys, a
     assert err.count("\n") == 1
 
 
+def test_a_flagfile_that_names_a_missing_one_says_where_paths_are_read(
+    monkeypatch, capsys, tmp_path
+):
+    (tmp_path / "mine.cfg").write_text("--flagfile=configs/no_such.cfg\n")
+    monkeypatch.setattr(sys, "argv", ["train", f"--flagfile={tmp_path / 'mine.cfg'}"])
+    with pytest.raises(SystemExit) as exit_info:
+        shared_flags.run(lambda _: pytest.fail("main ran"), "train")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("train: error: ") and "configs/no_such.cfg" in err, err
+    assert "relative to the current directory" in err and err.count("\n") == 1
+
+
 def _files(folder):
     found = {}
     for root, _, names in os.walk(folder):

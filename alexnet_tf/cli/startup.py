@@ -105,8 +105,14 @@ def run(
     def parse(args: list[str]) -> list[str]:
         try:
             return flags.FLAGS(args)
-        except flags.Error as e:  # an unknown flag, a value of the wrong type
-            print(f"{program}: error: {e} (see --help)", file=sys.stderr)
+        except flags.Error as e:  # an unknown flag, a value of the wrong type, a missing file
+            hint = "see --help"
+            if "Unable to open flagfile" in str(e):  # configs/demo.cfg names configs/alexnet.cfg
+                hint = (
+                    "flagfile paths, also those inside a flagfile, are relative to the current "
+                    "directory: use configs/*.cfg from the repository root"
+                )
+            print(f"{program}: error: {e} ({hint})", file=sys.stderr)
             sys.exit(usage_status)
 
     def checked(args: list[str]) -> int | None:
