@@ -11,8 +11,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # A binary starting (`python -m alexnet_tf.X`, an `alexnet-X` script, or a worker process that
-# multiprocessing starts from one, which imports the binary again): TensorFlow's start-up notices
-# are held back unless the user asks for them (alexnet_tf/cli/startup.py).
+# multiprocessing starts from one, with its command line): TensorFlow's start-up notices are held
+# back unless the user asks for them (alexnet_tf/cli/startup.py).
 _STARTED_AS = sys.argv[0] if sys.argv else ""
 if (
     _STARTED_AS == "-m"

@@ -439,7 +439,7 @@ def test_splits_converted_separately_share_one_manifest(tree, tmp_path):
 
 
 def _tool(args, **kwargs):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**background.ENVIRONMENT, "TF_CPP_MIN_LOG_LEVEL": "2"}  # a background job calls this
     return subprocess.Popen([sys.executable, TOOL, *args], cwd=REPO, env=env, **kwargs)
 
 

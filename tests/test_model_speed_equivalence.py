@@ -27,6 +27,8 @@ from alexnet_tf.model import build_alexnet, layers
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRADIENT_BOUND = 5e-3  # relative, per variable: float32 summation over thousands of terms
 
+# The other setting's process: its float32 outputs and gradients, and float64's on the same
+# weights (the arbiter), which take the longest and so are computed beside the tests, not in them.
 _RUN = textwrap.dedent(
     """
     import sys
@@ -34,10 +36,14 @@ _RUN = textwrap.dedent(
     asked = performance.enable_onednn()  # the environment decides, before TensorFlow loads
     import numpy as np
     sys.path.insert(0, sys.argv[2])
-    from test_model_speed_equivalence import _outputs_and_gradients, _real_images
+    from test_model_speed_equivalence import _exact, _outputs_and_gradients, _real_images
     from alexnet_tf.model import build_alexnet
-    probs, grads = _outputs_and_gradients(build_alexnet(10, seed=7, init="he"), _real_images())
-    np.savez(sys.argv[1], onednn=performance.onednn_enabled(), asked=asked, probs=probs, *grads)
+    model = build_alexnet(10, seed=7, init="he")  # He init: activations of a useful size
+    probs, grads = _outputs_and_gradients(model, _real_images())
+    exact_probs, exact_grads = _exact(model)
+    np.savez(sys.argv[1], onednn=performance.onednn_enabled(), asked=asked, probs=probs,
+             exact_probs=exact_probs, **{f"grad_{i}": g for i, g in enumerate(grads)},
+             **{f"exact_{i}": g for i, g in enumerate(exact_grads)})
     """
 )
 
@@ -68,11 +74,13 @@ def _exact_lrn(x, k=2.0, n=5, alpha=1e-4, beta=0.75):
 
 @background.job()
 def other_kernels(folder):
-    """The outputs and gradients of a process with the other oneDNN setting than the tests'
-    (the path of its .npz), and its exit status and stderr."""
-    here = performance.onednn_enabled()
+    """_RUN in a process with the other oneDNN setting than the tests': the path of its .npz,
+    its exit status and stderr."""
+    # The tests' setting, which importing alexnet_tf wrote into the environment (the test
+    # checks that the process really ran the other one).
+    here = background.ENVIRONMENT[performance.ONEDNN_VARIABLE] != "0"
     env = {
-        **os.environ,
+        **background.ENVIRONMENT,
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": REPO,
         performance.ONEDNN_VARIABLE: "0" if here else "1",
@@ -81,46 +89,50 @@ def other_kernels(folder):
     proc = subprocess.run(
         [sys.executable, "-c", _RUN, str(out), os.path.dirname(os.path.abspath(__file__))],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=300,
+        cwd=REPO,
     )  # fmt: skip
     return out, proc.returncode, proc.stderr
 
 
-def test_onednn_gives_the_numbers_of_tensorflows_own_kernels(other_kernels, monkeypatch):
+def test_onednn_gives_the_numbers_of_tensorflows_own_kernels(other_kernels):
     here = performance.onednn_enabled()
-    probs, grads, exact_probs, exact_grads, model = _here_and_exact(monkeypatch)
+    model = build_alexnet(10, seed=7, init="he")
+    probs, grads = _outputs_and_gradients(model, _real_images())
     out, returncode, stderr = other_kernels
     assert returncode == 0, stderr[-3000:]
     other = np.load(out)
     assert bool(other["onednn"]) != here  # the two settings really differ
     assert bool(other["asked"]) == bool(other["onednn"])  # and enable_onednn() said which
 
-    np.testing.assert_allclose(other["probs"], probs, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(probs, exact_probs, rtol=1e-5, atol=1e-6)
-    assert len(grads) == len(exact_grads) == 30
-    for i, (variable, grad, exact) in enumerate(zip(model.trainable_variables, grads, exact_grads)):
+    np.testing.assert_allclose(other["probs"], probs, rtol=1e-5, atol=1e-6)  # the same weights
+    np.testing.assert_allclose(probs, other["exact_probs"], rtol=1e-5, atol=1e-6)
+    assert len(grads) == 30
+    for i, (variable, grad) in enumerate(zip(model.trainable_variables, grads)):
+        exact = other[f"exact_{i}"]
         norm = np.linalg.norm(exact)
         assert norm > 0, variable.path
         # Both kernel sets are float32 approximations of the float64 gradient; how far each is
         # from it varies with the CPU (conv1's summation order), so each is held to the same
         # bound rather than to the other's error.
         own_error = np.linalg.norm(grad - exact) / norm
-        other_error = np.linalg.norm(other[f"arr_{i}"] - exact) / norm
+        other_error = np.linalg.norm(other[f"grad_{i}"] - exact) / norm
         assert max(own_error, other_error) < GRADIENT_BOUND, (variable.path, own_error, other_error)
 
 
-def _here_and_exact(monkeypatch):
-    """This process's outputs and gradients, and float64's on the same weights (the arbiter)."""
-    model = build_alexnet(10, seed=7, init="he")  # He init: activations of a useful size
-    probs, grads = _outputs_and_gradients(model, _real_images())
+def _exact(model):
+    """Float64's outputs and gradients on `model`'s weights, LRN in plain ops."""
     keras.config.set_dtype_policy("float64")
     try:
         exact_model = build_alexnet(10, seed=7, init="he")
     finally:
         keras.config.set_dtype_policy("float32")
     exact_model.set_weights([w.astype(np.float64) for w in model.get_weights()])
-    monkeypatch.setattr(layers, "local_response_normalization", _exact_lrn)
-    exact_probs, exact_grads = _outputs_and_gradients(exact_model, _real_images())
-    return probs, grads, exact_probs, exact_grads, model
+    lrn = layers.local_response_normalization
+    layers.local_response_normalization = _exact_lrn
+    try:
+        return _outputs_and_gradients(exact_model, _real_images())
+    finally:
+        layers.local_response_normalization = lrn
 
 
 @pytest.mark.parametrize("value, expected", [(None, True), ("1", True), ("0", False)])

@@ -117,7 +117,9 @@ def test_help_and_verbosity_are_read_from_the_command_line():
 
 
 def _start(*args: str, **env: str) -> subprocess.Popen:
-    environment = {k: v for k, v in os.environ.items() if k != startup.LOG_LEVEL_VARIABLE}
+    environment = {
+        k: v for k, v in background.ENVIRONMENT.items() if k != startup.LOG_LEVEL_VARIABLE
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "alexnet_tf.describe", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,

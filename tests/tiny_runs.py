@@ -100,8 +100,10 @@ def free_ports(n: int) -> list[int]:
 
 def start(mode: str, *args: str, step_delay: float = 0.0, env=None, **popen) -> subprocess.Popen:
     """Starts this file as a process (`train` FLAGS... or `worker` DATA WORKDIR CONFIG_JSON)."""
+    from background import ENVIRONMENT  # not os.environ: a background job may call this
+
     command = [sys.executable, os.path.abspath(__file__), f"--step_delay={step_delay}", mode]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, **(env or {})}
+    env = {**ENVIRONMENT, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, **(env or {})}
     popen = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, **popen}
     return subprocess.Popen([*command, *args], cwd=REPO, env=env, text=True, **popen)
 
