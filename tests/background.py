@@ -10,8 +10,8 @@ turns it into a session fixture of the same name, whose value is the job's resul
 tests/conftest.py runs the jobs of the collected tests one after another in a thread, once the
 early processes have finished, and orders the tests that read them last. A job only starts and
 watches processes: anything in-process (training, TensorFlow ops) stays in the tests, which run
-in the main thread. Nor does a job read what the tests change while it runs: it imports nothing
-(a test may have taken TensorFlow out of sys.modules) and starts its processes with
+in the main thread. Nor does a job read what the tests change while it runs: it touches no
+TensorFlow (a test may have taken it out of sys.modules) and starts its processes with
 `ENVIRONMENT`, the environment as the session began, never with `os.environ` (a test may have
 set a variable for itself).
 """
