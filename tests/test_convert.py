@@ -439,7 +439,10 @@ def test_splits_converted_separately_share_one_manifest(tree, tmp_path):
 
 
 def _tool(args, **kwargs):
-    env = {**background.ENVIRONMENT, "TF_CPP_MIN_LOG_LEVEL": "2"}  # a background job calls this
+    """The converter tool in a process; its stdout is dropped unless asked for (a background job
+    calls this while a test may be capturing the terminal)."""
+    env = {**background.ENVIRONMENT, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    kwargs = {"stdout": subprocess.DEVNULL, **kwargs}
     return subprocess.Popen([sys.executable, TOOL, *args], cwd=REPO, env=env, **kwargs)
 
 
