@@ -55,6 +55,7 @@ def test_run_turns_a_usage_error_into_one_line(monkeypatch, capsys):
     [
         (["export", "--no_such_flag"], "Unknown command line flag 'no_such_flag'"),
         (["export", "--verbosity=loud"], "flag --verbosity=loud: invalid literal for int()"),
+        (["export", "--verbosity=loud", "--help"], "flag --verbosity=loud: invalid literal"),
     ],
 )
 def test_run_turns_a_flag_absl_cannot_parse_into_one_line(monkeypatch, capsys, argv, message):

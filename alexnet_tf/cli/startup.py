@@ -101,11 +101,13 @@ def run(
     from absl import app, flags
 
     argv = sys.argv if argv is None else argv
+    refused = []  # a flag absl can't parse: its exit is an error even beside --help
 
     def parse(args: list[str]) -> list[str]:
         try:
             return flags.FLAGS(args)
         except flags.Error as e:  # an unknown flag, a value of the wrong type, a missing file
+            refused.append(e)
             hint = "see --help"
             if "Unable to open flagfile" in str(e):  # configs/demo.cfg names configs/alexnet.cfg
                 hint = (
@@ -125,7 +127,7 @@ def run(
     try:
         app.run(checked, argv=argv, flags_parser=parse)
     except SystemExit as e:
-        if e.code == 1 and asks_for_help(argv):  # absl exits 1 after printing the help
+        if e.code == 1 and asks_for_help(argv) and not refused:  # absl exits 1 after the help
             raise SystemExit(0) from None
         raise
 
