@@ -101,21 +101,6 @@ def run(
     from absl import app, flags
 
     argv = sys.argv if argv is None else argv
-    refused = []  # a flag absl can't parse: its exit is an error even beside --help
-
-    def parse(args: list[str]) -> list[str]:
-        try:
-            return flags.FLAGS(args)
-        except flags.Error as e:  # an unknown flag, a value of the wrong type, a missing file
-            refused.append(e)
-            hint = "see --help"
-            if "Unable to open flagfile" in str(e):  # configs/demo.cfg names configs/alexnet.cfg
-                hint = (
-                    "flagfile paths, also those inside a flagfile, are relative to the current "
-                    "directory: use configs/*.cfg from the repository root"
-                )
-            print(f"{program}: error: {e} ({hint})", file=sys.stderr)
-            sys.exit(usage_status)
 
     def checked(args: list[str]) -> int | None:
         try:
@@ -125,9 +110,19 @@ def run(
             sys.exit(e.exitcode)
 
     try:
-        app.run(checked, argv=argv, flags_parser=parse)
+        # flags.FLAGS itself as the parser: absl's default prints its own two lines and exits.
+        app.run(checked, argv=argv, flags_parser=flags.FLAGS)
+    except flags.Error as e:  # an unknown flag, a value of the wrong type, a missing file
+        hint = "see --help"
+        if "Unable to open flagfile" in str(e):  # configs/demo.cfg names configs/alexnet.cfg
+            hint = (
+                "flagfile paths, also those inside a flagfile, are relative to the current "
+                "directory: use configs/*.cfg from the repository root"
+            )
+        print(f"{program}: error: {e} ({hint})", file=sys.stderr)
+        sys.exit(usage_status)
     except SystemExit as e:
-        if e.code == 1 and asks_for_help(argv) and not refused:  # absl exits 1 after the help
+        if e.code == 1 and asks_for_help(argv):  # absl exits 1 after printing the help
             raise SystemExit(0) from None
         raise
 
